@@ -1,0 +1,248 @@
+"""One value of a mapping (a property, a profile field, ``time``...) compiled into a function.
+
+A value is a JMESPath string or an object with exactly one source (``path``, ``template``, ``const``, ``each``)
+and optional rules applied in a fixed order: ``date``, ``type`` and ``lookup`` on each scalar, then ``list``, then
+``default``; ``when`` guards the whole value. The compiled function takes ``(scope, record)`` and returns
+the value or ``MISSING`` (left out of the event: unknown values are not sent as null).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from jmespath.exceptions import JMESPathError
+
+from engine import jmes
+from engine.dates import DateRule
+from engine.errors import MappingError
+from engine.templates import TemplateError
+from engine.yaml_source import JsonPath, Loc, dotted
+
+MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING", "__slots__": ()})()
+
+Value = Callable[[Any, Any], Any]
+
+
+class Compiler(Protocol):
+    """What a value needs from the file being compiled: its expressions, templates, date rules, problems."""
+
+    def expression(self, text: Any, path: JsonPath) -> jmes.Getter | None: ...
+    def template(self, text: Any, path: JsonPath) -> Any: ...
+    def date_rule(self, spec: Any, path: JsonPath) -> DateRule | None: ...
+    def where(self, path: JsonPath) -> Loc: ...
+
+
+def element_scope(element: Any, record: Any) -> Any:
+    """Inside for_each and each, names resolve against the element; ``record`` reaches the whole record."""
+    if isinstance(element, dict):
+        scope = dict(element)
+        scope["record"] = record
+        return scope
+    return element
+
+
+def render(template: Any, scope: Any) -> str:
+    return template.render(scope if isinstance(scope, dict) else {"value": scope})
+
+
+def compile_value(spec: Any, path: JsonPath, compiler: Compiler) -> Value | None:
+    """The function computing ``spec``, or None when it has problems (already reported to ``compiler``)."""
+    if isinstance(spec, str):
+        getter = compiler.expression(spec, path)
+        return None if getter is None else _guard(_from_getter(getter), path, compiler)
+    if not isinstance(spec, dict):
+        return None
+    core = _source(spec, path, compiler)
+    if core is None:
+        return None
+    rules: list[Callable[[Any], Any]] = []
+    if spec.get("date"):
+        rule = compiler.date_rule(spec["date"], (*path, "date"))
+        if rule is None:
+            return None
+        rules.append(rule)
+    if "type" in spec and spec["type"] in _CONVERTERS:
+        rules.append(_CONVERTERS[spec["type"]])
+    if isinstance(spec.get("lookup"), dict):
+        table = dict(spec["lookup"])
+        rules.append(lambda item: table.get(item, item) if isinstance(item, str) else item)
+    value = _with_rules(core, tuple(rules)) if rules else core
+    if spec.get("list"):
+        value = _as_list(value, spec["list"] if isinstance(spec["list"], dict) else {})
+    if "default" in spec:
+        value = _with_default(value, spec["default"])
+    if "when" in spec:
+        condition = compiler.expression(spec["when"], (*path, "when"))
+        if condition is None:
+            return None
+        value = _when(condition, value)
+    return _guard(value, path, compiler)
+
+
+def _source(spec: dict, path: JsonPath, compiler: Compiler) -> Value | None:
+    if "path" in spec:
+        getter = compiler.expression(spec["path"], (*path, "path"))
+        return None if getter is None else _from_getter(getter)
+    if "template" in spec:
+        template = compiler.template(spec["template"], (*path, "template"))
+        return None if template is None else (lambda scope, record: render(template, scope))
+    if "const" in spec:
+        constant = spec["const"]
+        return lambda scope, record: constant
+    if "each" in spec:
+        return _each(spec, path, compiler)
+    return lambda scope, record: None
+
+
+def _from_getter(getter: jmes.Getter) -> Value:
+    return lambda scope, record: getter(scope)
+
+
+def _each(spec: dict, path: JsonPath, compiler: Compiler) -> Value | None:
+    elements = compiler.expression(spec["each"], (*path, "each"))
+    raw_fields = spec.get("fields")
+    fields = compile_fields(raw_fields if isinstance(raw_fields, dict) else {}, (*path, "fields"), compiler)
+    if elements is None or fields is None:
+        return None
+
+    def each(scope: Any, record: Any) -> Any:
+        items = elements(scope)
+        if not isinstance(items, list):
+            return None
+        return [build_object(fields, element_scope(item, record), record) for item in items]
+
+    return each
+
+
+def compile_fields(specs: dict, path: JsonPath, compiler: Compiler) -> tuple[tuple[str, Value], ...] | None:
+    """Compile an object of values; None if any of them has a problem (all of them are still checked)."""
+    compiled = [(name, compile_value(spec, (*path, name), compiler)) for name, spec in specs.items()]
+    if any(value is None for _, value in compiled):
+        return None
+    return tuple(compiled)  # type: ignore[arg-type]
+
+
+def build_object(fields: tuple[tuple[str, Value], ...], scope: Any, record: Any) -> dict[str, Any]:
+    out = {}
+    for name, value in fields:
+        result = value(scope, record)
+        if result is not MISSING:
+            out[name] = result
+    return out
+
+
+def _with_rules(core: Value, rules: tuple[Callable[[Any], Any], ...]) -> Value:
+    def apply(item: Any) -> Any:
+        for rule in rules:
+            item = rule(item)
+        return item
+
+    def ruled(scope: Any, record: Any) -> Any:
+        result = core(scope, record)
+        if result is None or result == "":
+            return None
+        if isinstance(result, list):
+            return [apply(item) for item in result if item is not None and item != ""]
+        return apply(result)
+
+    return ruled
+
+
+def _as_list(core: Value, options: dict) -> Value:
+    flatten = options.get("flatten", True)
+    compact = options.get("compact", True)
+    dedupe = options.get("dedupe", True)
+
+    def as_list(scope: Any, record: Any) -> Any:
+        result = core(scope, record)
+        items = result if isinstance(result, list) else [result]
+        if flatten:
+            flat: list[Any] = []
+            for item in items:
+                if isinstance(item, list):
+                    flat.extend(item)
+                else:
+                    flat.append(item)
+            items = flat
+        if compact:
+            items = [item for item in items if item is not None and item != ""]
+        if dedupe:
+            seen: set[Any] = set()
+            unique = []
+            for item in items:
+                key = item if isinstance(item, (str, int, float, bool)) else repr(item)
+                if key not in seen:
+                    seen.add(key)
+                    unique.append(item)
+            items = unique
+        return items
+
+    return as_list
+
+
+def _with_default(core: Value, default: Any) -> Value:
+    def defaulted(scope: Any, record: Any) -> Any:
+        result = core(scope, record)
+        return default if result is None or result == [] or result is MISSING else result
+
+    return defaulted
+
+
+def _when(condition: jmes.Getter, core: Value) -> Value:
+    def guarded(scope: Any, record: Any) -> Any:
+        return MISSING if jmes.is_false(condition(scope)) else core(scope, record)
+
+    return guarded
+
+
+def _guard(core: Value, path: JsonPath, compiler: Compiler) -> Value:
+    """Unknown values are left out; a failure names the mapping path and the line that declared it."""
+    loc = compiler.where(path)
+    where = f"{loc.file}:{loc.line}"
+    name = dotted(path)
+
+    def guarded(scope: Any, record: Any) -> Any:
+        try:
+            result = core(scope, record)
+        except MappingError as exc:
+            exc.context.setdefault("path", name)
+            exc.context.setdefault("line", where)
+            raise
+        except (JMESPathError, TemplateError, ValueError, TypeError) as exc:
+            raise MappingError(f"{type(exc).__name__}: {exc}", path=name, line=where) from exc
+        return MISSING if result is None or result == [] else result
+
+    return guarded
+
+
+def _to_string(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _to_number(value: Any) -> float | int:
+    if isinstance(value, bool):
+        raise ValueError(f"cannot convert {value!r} to a number")
+    if isinstance(value, (int, float)):
+        return value
+    number = float(str(value).strip())
+    return int(number) if number.is_integer() and "." not in str(value) else number
+
+
+def _to_integer(value: Any) -> int:
+    number = _to_number(value)
+    if isinstance(number, float) and not number.is_integer():
+        raise ValueError(f"{value!r} is not a whole number")
+    return int(number)
+
+
+_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "string": _to_string,
+    "number": _to_number,
+    "integer": _to_integer,
+    "boolean": lambda value: not jmes.is_false(value),
+}
