@@ -22,7 +22,7 @@ validate: $(INSTALLED)
 	$(BIN)/engine validate
 
 bench: $(INSTALLED)
-	$(BIN)/python bench/engine.py
+	$(BIN)/python -m bench.engine
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -113,7 +113,7 @@ def _map_event(event: EventPlan, record: dict, country: str, now: datetime, resu
 
 def _profile(event: EventPlan, record: dict, country: str) -> dict[str, str]:
     out: dict[str, str] = {}
-    for name, value in event.profile:
+    for name, value, _ in event.profile:
         raw = value(record, record)
         if raw is MISSING:
             continue

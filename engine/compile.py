@@ -17,8 +17,8 @@ import jinja2
 
 from engine import dates, jmes
 from engine.errors import ConfigError, Problem
-from engine.templates import compile_template
-from engine.values import Value, compile_fields, compile_value
+from engine.templates import Template, compile_template
+from engine.values import Fields, Value, compile_fields, compile_value
 from engine.yaml_source import JsonPath, Loc, Source, dotted
 
 PROFILE_FIELDS = ("email", "phone_number", "external_id", "first_name", "last_name")
@@ -35,8 +35,8 @@ class Settings:
 class Fetch:
     """How a webhook's entity is read from STORIS: ``path`` and ``params`` render with ``entity_id``."""
 
-    path: jinja2.Template
-    params: tuple[tuple[str, jinja2.Template], ...]
+    path: Template
+    params: tuple[tuple[str, Template], ...]
     record: jmes.Getter
 
     def request(self, entity_id: str) -> tuple[str, list[tuple[str, str]]]:
@@ -50,12 +50,12 @@ class EventPlan:
     metric: str
     when: jmes.Getter | None
     for_each: jmes.Getter | None
-    profile: tuple[tuple[str, Value], ...]
+    profile: Fields
     time: Value | None
     value: Value | None
     value_currency: Value | None
     unique_id: Value
-    properties: tuple[tuple[str, Value], ...]
+    properties: Fields
     where: str
 
 
@@ -108,7 +108,7 @@ class _Compiler:
             self.problem(path, str(exc))
             return None
 
-    def template(self, text: Any, path: JsonPath) -> jinja2.Template | None:
+    def template(self, text: Any, path: JsonPath) -> Template | None:
         if not isinstance(text, str):
             return None
         try:
@@ -224,19 +224,19 @@ class _Compiler:
             return None
         return Fetch(path=path, params=tuple(params), record=record)  # type: ignore[arg-type]
 
-    def _profile(self, spec: dict, at: JsonPath) -> tuple[tuple[str, Value], ...] | None:
+    def _profile(self, spec: dict, at: JsonPath) -> Fields | None:
         return compile_fields({name: spec[name] for name in PROFILE_FIELDS if name in spec}, at, self)
 
-    def _event(self, key: str, spec: dict, base_profile: tuple[tuple[str, Value], ...] | None,
+    def _event(self, key: str, spec: dict, base_profile: Fields | None,
                at: JsonPath) -> EventPlan | None:
         # Events that keep the webhook's profile share its compiled tuple, so it is evaluated once per record.
         profile = base_profile
         if "profile" in spec:
             own = self._profile(_mapping(spec["profile"]), (*at, "profile"))
             if own is not None and base_profile is not None:
-                merged = dict(base_profile)
-                merged.update(own)
-                profile = tuple((name, merged[name]) for name in PROFILE_FIELDS if name in merged)
+                merged = {field[0]: field for field in base_profile}
+                merged.update({field[0]: field for field in own})
+                profile = tuple(merged[name] for name in PROFILE_FIELDS if name in merged)
             else:
                 profile = None
         when = self.expression(spec["when"], (*at, "when")) if "when" in spec else None

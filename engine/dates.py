@@ -44,11 +44,13 @@ def zone(name: str) -> ZoneInfo:
 class DateRule:
     """Parses a date string with the first matching format and returns ISO 8601 in the store's zone."""
 
-    __slots__ = ("formats", "tz")
+    __slots__ = ("formats", "tz", "_last")
 
     def __init__(self, *, formats: tuple[str, ...], tz: ZoneInfo) -> None:
         self.formats = formats
         self.tz = tz
+        # Events of one record repeat its dates (every Purchased Product carries the order's): remember the last.
+        self._last: tuple[str, str] = ("", "")
 
     def __repr__(self) -> str:
         return f"DateRule(formats={self.formats!r}, tz={self.tz.key!r})"
@@ -59,7 +61,13 @@ class DateRule:
         elif isinstance(value, date):
             parsed = datetime(value.year, value.month, value.day)
         elif isinstance(value, str):
+            last_in, last_out = self._last
+            if value == last_in:
+                return last_out
             parsed = self._parse(value.strip())
+            out = (parsed.replace(tzinfo=self.tz) if parsed.tzinfo is None else parsed.astimezone(self.tz)).isoformat()
+            self._last = (value, out)
+            return out
         else:
             raise ValueError(f"expected a date string, got {type(value).__name__} {value!r}")
         if parsed.tzinfo is None:

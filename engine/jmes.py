@@ -67,6 +67,15 @@ def compile_expression(expression: str) -> Getter:
     return _compile(parsed)
 
 
+def plain_field(expression: str) -> str | None:
+    """The key when ``expression`` is a bare field name (``brand``), which callers can read with dict.get."""
+    try:
+        parsed = jmespath.compile(expression).parsed
+    except jexc.JMESPathError:
+        return None
+    return parsed["value"] if parsed["type"] == "field" else None
+
+
 def search(getter: Getter, value: Any) -> Any:
     """Evaluate a compiled expression, turning JMESPath's runtime errors into ``ExpressionError``."""
     try:

@@ -33,11 +33,14 @@ def check(attributes: dict[str, Any], now: datetime) -> None:
     properties = attributes["properties"]
     if len(properties) > MAX_PROPERTIES:
         raise LimitError("properties", f"{len(properties)} properties, Klaviyo accepts at most {MAX_PROPERTIES}")
-    _walk(properties, "properties", 0)
+    problem = _walk(properties, 0)
+    if problem is not None:
+        where, message = problem
+        raise LimitError("properties" + "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in where), message)
     for key in ("unique_id", "value_currency"):
         value = attributes.get(key)
-        if isinstance(value, str) and len(value) > _SAFE_CHARS:
-            _check_string(value, key)
+        if isinstance(value, str) and len(value) > _SAFE_CHARS and _too_long(value):
+            raise LimitError(key, _too_long(value))
     when = attributes.get("time")
     if when is not None:
         moment = datetime.fromisoformat(when)
@@ -49,27 +52,34 @@ def check(attributes: dict[str, Any], now: datetime) -> None:
             raise LimitError("time", f"{when} is more than one year ahead")
 
 
-def _walk(value: Any, path: str, depth: int) -> None:
-    if isinstance(value, str):
-        if len(value) > _SAFE_CHARS:
-            _check_string(value, path)
-    elif isinstance(value, dict):
-        if depth >= MAX_DEPTH:
-            raise LimitError(path, f"nested more than {MAX_DEPTH} levels deep")
-        for key, item in value.items():
-            if isinstance(item, (dict, list)) or isinstance(item, str) and len(item) > _SAFE_CHARS:
-                _walk(item, f"{path}.{key}", depth + 1)
-    elif isinstance(value, list):
-        if depth >= MAX_DEPTH:
-            raise LimitError(path, f"nested more than {MAX_DEPTH} levels deep")
-        if len(value) > MAX_ARRAY_ITEMS:
-            raise LimitError(path, f"{len(value)} items, Klaviyo accepts at most {MAX_ARRAY_ITEMS}")
-        for i, item in enumerate(value):
-            if isinstance(item, (dict, list)) or isinstance(item, str) and len(item) > _SAFE_CHARS:
-                _walk(item, f"{path}[{i}]", depth + 1)
+def _walk(container: dict | list, depth: int) -> tuple[list[str | int], str] | None:
+    """(where, message) for the first limit exceeded inside ``container``; None when all is well.
+
+    On the hot path: exact class checks (decoded JSON is plain dicts, lists and strings), no paths built
+    unless something is wrong."""
+    if depth >= MAX_DEPTH:
+        return [], f"nested more than {MAX_DEPTH} levels deep"
+    if container.__class__ is dict:
+        items: Any = container.items()
+    else:
+        if len(container) > MAX_ARRAY_ITEMS:
+            return [], f"{len(container)} items, Klaviyo accepts at most {MAX_ARRAY_ITEMS}"
+        items = enumerate(container)
+    for key, item in items:
+        kind = item.__class__
+        if kind is str:
+            if len(item) > _SAFE_CHARS:
+                message = _too_long(item)
+                if message:
+                    return [key], message
+        elif kind is dict or kind is list:
+            problem = _walk(item, depth + 1)
+            if problem is not None:
+                problem[0].insert(0, key)
+                return problem
+    return None
 
 
-def _check_string(value: str, path: str) -> None:
+def _too_long(value: str) -> str | None:
     size = len(value.encode("utf-8"))
-    if size > MAX_STRING_BYTES:
-        raise LimitError(path, f"string of {size} bytes, Klaviyo accepts at most {MAX_STRING_BYTES}")
+    return f"string of {size} bytes, Klaviyo accepts at most {MAX_STRING_BYTES}" if size > MAX_STRING_BYTES else None

@@ -50,7 +50,7 @@ def compile_value(spec: Any, path: JsonPath, compiler: Compiler) -> Value | None
     """The function computing ``spec``, or None when it has problems (already reported to ``compiler``)."""
     if isinstance(spec, str):
         getter = compiler.expression(spec, path)
-        return None if getter is None else _guard(_from_getter(getter), path, compiler)
+        return None if getter is None else _guard_getter(getter, path, compiler)
     if not isinstance(spec, dict):
         return None
     core = _source(spec, path, compiler)
@@ -115,20 +115,37 @@ def _each(spec: dict, path: JsonPath, compiler: Compiler) -> Value | None:
     return each
 
 
-def compile_fields(specs: dict, path: JsonPath, compiler: Compiler) -> tuple[tuple[str, Value], ...] | None:
-    """Compile an object of values; None if any of them has a problem (all of them are still checked)."""
-    compiled = [(name, compile_value(spec, (*path, name), compiler)) for name, spec in specs.items()]
-    if any(value is None for _, value in compiled):
+Fields = tuple[tuple[str, Value, str | None], ...]
+
+
+def compile_fields(specs: dict, path: JsonPath, compiler: Compiler) -> Fields | None:
+    """Compile an object of values; None if any of them has a problem (all of them are still checked).
+
+    Each field is (name, value, key): ``key`` is set when the value is a bare field name, which
+    ``build_object`` reads with one dict lookup instead of calling the compiled value (most fields are)."""
+    compiled = []
+    for name, spec in specs.items():
+        value = compile_value(spec, (*path, name), compiler)
+        key = jmes.plain_field(spec) if isinstance(spec, str) else None
+        compiled.append((name, value, key))
+    if any(value is None for _, value, _ in compiled):
         return None
     return tuple(compiled)  # type: ignore[arg-type]
 
 
-def build_object(fields: tuple[tuple[str, Value], ...], scope: Any, record: Any) -> dict[str, Any]:
+def build_object(fields: Fields, scope: Any, record: Any) -> dict[str, Any]:
     out = {}
-    for name, value in fields:
-        result = value(scope, record)
-        if result is not MISSING:
-            out[name] = result
+    plain = scope.__class__ is dict
+    for name, value, key in fields:
+        if key is not None and plain:
+            result = scope.get(key)
+            if result is None or (result.__class__ is list and not result):
+                continue
+        else:
+            result = value(scope, record)
+            if result is MISSING:
+                continue
+        out[name] = result
     return out
 
 
@@ -156,11 +173,11 @@ def _as_list(core: Value, options: dict) -> Value:
 
     def as_list(scope: Any, record: Any) -> Any:
         result = core(scope, record)
-        items = result if isinstance(result, list) else [result]
-        if flatten:
+        items = result if result.__class__ is list else [result]
+        if flatten and any(item.__class__ is list for item in items):
             flat: list[Any] = []
             for item in items:
-                if isinstance(item, list):
+                if item.__class__ is list:
                     flat.extend(item)
                 else:
                     flat.append(item)
@@ -168,14 +185,17 @@ def _as_list(core: Value, options: dict) -> Value:
         if compact:
             items = [item for item in items if item is not None and item != ""]
         if dedupe:
-            seen: set[Any] = set()
-            unique = []
-            for item in items:
-                key = item if isinstance(item, (str, int, float, bool)) else repr(item)
-                if key not in seen:
-                    seen.add(key)
-                    unique.append(item)
-            items = unique
+            try:
+                items = list(dict.fromkeys(items))
+            except TypeError:  # objects in the list: compare them by their text
+                seen: set[str] = set()
+                unique = []
+                for item in items:
+                    key = repr(item)
+                    if key not in seen:
+                        seen.add(key)
+                        unique.append(item)
+                items = unique
         return items
 
     return as_list
@@ -198,9 +218,7 @@ def _when(condition: jmes.Getter, core: Value) -> Value:
 
 def _guard(core: Value, path: JsonPath, compiler: Compiler) -> Value:
     """Unknown values are left out; a failure names the mapping path and the line that declared it."""
-    loc = compiler.where(path)
-    where = f"{loc.file}:{loc.line}"
-    name = dotted(path)
+    name, where = _origin(path, compiler)
 
     def guarded(scope: Any, record: Any) -> Any:
         try:
@@ -209,11 +227,37 @@ def _guard(core: Value, path: JsonPath, compiler: Compiler) -> Value:
             exc.context.setdefault("path", name)
             exc.context.setdefault("line", where)
             raise
-        except (JMESPathError, TemplateError, ValueError, TypeError) as exc:
+        except _FAILURES as exc:
             raise MappingError(f"{type(exc).__name__}: {exc}", path=name, line=where) from exc
-        return MISSING if result is None or result == [] else result
+        if result is None or (result.__class__ is list and not result):
+            return MISSING
+        return result
 
     return guarded
+
+
+def _guard_getter(getter: jmes.Getter, path: JsonPath, compiler: Compiler) -> Value:
+    """``_guard`` for a bare expression, the most common value, without the extra call layer."""
+    name, where = _origin(path, compiler)
+
+    def guarded(scope: Any, record: Any) -> Any:
+        try:
+            result = getter(scope)
+        except _FAILURES as exc:
+            raise MappingError(f"{type(exc).__name__}: {exc}", path=name, line=where) from exc
+        if result is None or (result.__class__ is list and not result):
+            return MISSING
+        return result
+
+    return guarded
+
+
+_FAILURES = (JMESPathError, TemplateError, ValueError, TypeError)
+
+
+def _origin(path: JsonPath, compiler: Compiler) -> tuple[str, str]:
+    loc = compiler.where(path)
+    return dotted(path), f"{loc.file}:{loc.line}"
 
 
 def _to_string(value: Any) -> str:

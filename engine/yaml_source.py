@@ -125,9 +125,8 @@ def _decode(loader: yaml.SafeLoader, node: yaml.Node, path: JsonPath, source: So
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
         for key_node, value_node in _pairs(node):
-            key = loader.construct_object(key_node)
-            if not isinstance(key, str):
-                key = str(key)
+            # Keys are names: `no:` or `on:` stay the text written, not YAML 1.1 booleans.
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(loader.construct_object(key_node))
             child = (*path, key)
             if key in out:
                 loc = _loc(key_node, name)
