@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine import golden, loader
+from engine import commands_service, golden, loader, service
 from engine.errors import ConfigError, MappingError
 from engine.paths import display
 from engine.preview import dumps, preview
@@ -45,6 +45,41 @@ def _parser() -> argparse.ArgumentParser:
     gold.add_argument("--update", action="store_true", help="rewrite expected outputs from today's mappings")
     gold.add_argument("--retailer", help="only this retailer's cases")
     gold.set_defaults(run=_golden)
+
+    serve = commands.add_parser("serve", help="receive STORIS webhooks and deliver Klaviyo events")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--db", type=Path, default=service.DEFAULT_DB, help="SQLite store (default %(default)s)")
+    serve.add_argument("--demo", action="store_true",
+                       help="also serve a fake STORIS and fake Klaviyo, and point the demo retailer at them")
+    serve.add_argument("--demo-records", type=Path, default=service.DEMO_RECORDS,
+                       help="folder of STORIS Detail responses the fake STORIS serves (default: the samples)")
+    serve.add_argument("--no-worker", action="store_true", help="only receive; run `engine worker` elsewhere")
+    serve.set_defaults(run=commands_service.serve)
+
+    work = commands.add_parser("worker", help="fetch, map and deliver stored webhooks, without receiving")
+    work.add_argument("--db", type=Path, default=service.DEFAULT_DB)
+    work.set_defaults(run=commands_service.worker)
+
+    events = commands.add_parser("events", help="what came in and what became of it")
+    events.add_argument("--db", type=Path, default=service.DEFAULT_DB)
+    events.add_argument("--retailer")
+    events.add_argument("--status", help="pending, delivered, dry-run, dead")
+    events.add_argument("--entity", help="STORIS entity id")
+    events.add_argument("--limit", type=int, default=200)
+    events.add_argument("--json", action="store_true", help="one JSON array, for machines")
+    events.set_defaults(run=commands_service.events)
+
+    replay = commands.add_parser("replay", help="run stored webhooks through today's mappings again")
+    replay.add_argument("--db", type=Path, default=service.DEFAULT_DB)
+    replay.add_argument("--retailer", required=True)
+    replay.add_argument("--since", help="ISO date or time (received at or after)")
+    replay.add_argument("--until", help="ISO date or time (received before)")
+    replay.add_argument("--type", dest="event_type", help="STORIS webhook type")
+    replay.add_argument("--status", choices=["dead"], help="only webhooks with a dead job or event")
+    replay.add_argument("--dry-run", action="store_true", help="print what would be sent; change nothing")
+    replay.add_argument("--timeout", type=float, default=300.0, help="give up waiting after this many seconds")
+    replay.set_defaults(run=commands_service.replay)
     return parser
 
 

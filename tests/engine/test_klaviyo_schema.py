@@ -193,7 +193,7 @@ def test_impossible_date_times_fail(value: str) -> None:
     assert klaviyo_schema.errors("create_event", event(time=value)) != []
 
 
-# --- agreement with Klaviyo's own OpenAPI files --------------------------------------------------------------
+# --- agreement with Klaviyo's own OpenAPI files -------------------------------------------------------------------
 
 OPENAPI = {
     "create_event": ("create_event.json", "EventCreateQueryV2"),

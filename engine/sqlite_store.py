@@ -1,0 +1,454 @@
+"""The SQLite store: one file in WAL mode, one connection guarded by a lock (see ``engine.store``).
+
+Every write runs in ``BEGIN IMMEDIATE``, so claims stay exclusive even when several processes share the
+file. Recording a webhook commits with ``synchronous=FULL``, because the HTTP acknowledgement promises
+the webhook survives a power cut; other commits use ``NORMAL``, which in WAL mode can lose the last
+commits on power loss but never corrupts: a lost completion just runs the job again, and a lost delivery
+mark sends the event again, which Klaviyo deduplicates by unique_id.
+
+The schema version lives in ``PRAGMA user_version``; ``_MIGRATIONS[n]`` takes version n to n + 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from engine.store import (
+    ATTEMPT_BODY_LIMIT,
+    EVENT_STATUSES,
+    JOB_STATUSES,
+    SOURCES,
+    WEBHOOK_STATUSES,
+    Attempt,
+    DeadLetter,
+    EventRow,
+    EventView,
+    Job,
+    NewEvent,
+    NewSkip,
+    StoreError,
+    Webhook,
+    WebhookReceipt,
+)
+
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE webhooks (
+            id INTEGER PRIMARY KEY,
+            retailer TEXT NOT NULL,
+            source TEXT NOT NULL CHECK (source IN ('storis', 'klaviyo')),
+            event_type TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            body BLOB NOT NULL,
+            entity_ids TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('accepted', 'ignored', 'test')),
+            received_at REAL NOT NULL,
+            UNIQUE (retailer, source, event_type, sha256))""",
+        "CREATE INDEX webhooks_received ON webhooks (received_at)",
+        """CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            webhook_id INTEGER NOT NULL REFERENCES webhooks (id),
+            retailer TEXT NOT NULL,
+            event_type TEXT NOT NULL,
+            entity_id TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'leased', 'done', 'dead', 'replayed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL,
+            last_error TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL)""",
+        "CREATE INDEX jobs_due ON jobs (status, next_attempt_at)",
+        "CREATE INDEX jobs_webhook ON jobs (webhook_id)",
+        """CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            job_id INTEGER REFERENCES jobs (id),
+            retailer TEXT NOT NULL,
+            metric TEXT NOT NULL,
+            unique_id TEXT NOT NULL,
+            body TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'leased', 'delivered', 'dead', 'dry-run')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL,
+            last_status INTEGER,
+            last_error TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            delivered_at REAL,
+            UNIQUE (retailer, metric, unique_id))""",
+        "CREATE INDEX events_due ON events (status, next_attempt_at)",
+        "CREATE INDEX events_job ON events (job_id)",
+        """CREATE TABLE attempts (
+            id INTEGER PRIMARY KEY,
+            event_id INTEGER NOT NULL REFERENCES events (id),
+            at REAL NOT NULL,
+            status INTEGER,
+            body TEXT NOT NULL)""",
+        "CREATE INDEX attempts_event ON attempts (event_id)",
+        """CREATE TABLE skips (
+            id INTEGER PRIMARY KEY,
+            job_id INTEGER NOT NULL REFERENCES jobs (id),
+            metric TEXT NOT NULL,
+            unique_id TEXT,
+            reason TEXT NOT NULL,
+            created_at REAL NOT NULL)""",
+        # is_writable() writes here and rolls back.
+        "CREATE TABLE probe (id INTEGER PRIMARY KEY)",
+    ),
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+_JOB_COLUMNS = "id, webhook_id, retailer, event_type, entity_id, attempts, status"
+_EVENT_ROW_COLUMNS = "id, retailer, metric, unique_id, body, attempts, created_at"
+_WEBHOOK_COLUMNS = "id, retailer, source, event_type, entity_ids, status, received_at"
+
+# An event already stored keeps its row; only a dead one takes the new body and starts over.
+_UPSERT_EVENT = """
+    INSERT INTO events (job_id, retailer, metric, unique_id, body, status, next_attempt_at, created_at, updated_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (retailer, metric, unique_id) DO UPDATE SET
+        job_id = excluded.job_id, body = excluded.body, status = excluded.status, attempts = 0,
+        next_attempt_at = excluded.next_attempt_at, last_status = NULL, last_error = NULL,
+        updated_at = excluded.updated_at, delivered_at = NULL
+    WHERE events.status = 'dead'"""
+
+# Dead now: a replay marks the dead jobs it supersedes "replayed" and replaces dead events it re-maps.
+_DEAD_WEBHOOK = """(
+    EXISTS (SELECT 1 FROM jobs j WHERE j.webhook_id = w.id AND j.status = 'dead')
+    OR EXISTS (SELECT 1 FROM jobs j JOIN events e ON e.job_id = j.id
+               WHERE j.webhook_id = w.id AND e.status = 'dead'))"""
+
+
+class SqliteStore:
+    """A ``Store`` in one SQLite file. Use ``SqliteStore.open(path)``; safe to share between threads."""
+
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+        self._db = db
+        self._path = path
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, read_only: bool = False,
+             busy_timeout: float = 5.0) -> SqliteStore:
+        """Open (creating or migrating if needed) the store at ``path``.
+
+        ``read_only`` opens an existing file without ever writing to it, e.g. for CLI queries.
+        ``busy_timeout`` is how long to wait for another process's write lock before failing.
+        """
+        path = Path(path)
+        try:
+            if read_only:
+                db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
+                                     check_same_thread=False, timeout=busy_timeout)
+            else:
+                db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: cannot open: {exc}") from exc
+        try:
+            db.execute("PRAGMA foreign_keys = ON")
+            if read_only:
+                _check_version(db, path, db.execute("PRAGMA user_version").fetchone()[0])
+            else:
+                mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if mode != "wal":
+                    raise StoreError(f"{path}: cannot use WAL mode (journal_mode is {mode!r})")
+                db.execute("PRAGMA synchronous = NORMAL")
+                _migrate(db, path)
+        except sqlite3.Error as exc:
+            db.close()
+            raise StoreError(f"{path}: cannot open: {exc}") from exc
+        except StoreError:
+            db.close()
+            raise
+        return cls(db, path)
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({str(self._path)!r})"
+
+    def __enter__(self) -> SqliteStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextlib.contextmanager
+    def _transaction(self, what: str, *, write: bool = True, durable: bool = False
+                     ) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            db = self._db
+            try:
+                if durable:
+                    db.execute("PRAGMA synchronous = FULL")
+                try:
+                    db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                    yield db
+                    db.execute("COMMIT")
+                finally:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    if durable:
+                        db.execute("PRAGMA synchronous = NORMAL")
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self._path}: {what}: {exc}") from exc
+
+    # -- webhooks -------------------------------------------------------------------------------------------
+
+    def record_webhook(self, *, retailer: str, source: str, event_type: str, body: bytes,
+                       entity_ids: list[str], status: str, now: float) -> WebhookReceipt:
+        if source not in SOURCES:
+            raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+        if status not in WEBHOOK_STATUSES:
+            raise ValueError(f"status must be one of {WEBHOOK_STATUSES}, got {status!r}")
+        digest = hashlib.sha256(body).hexdigest()
+        entities = list(dict.fromkeys(entity_ids))
+        with self._transaction("record webhook", durable=True) as db:
+            row = db.execute("SELECT id FROM webhooks WHERE retailer = ? AND source = ? AND event_type = ?"
+                             " AND sha256 = ?", (retailer, source, event_type, digest)).fetchone()
+            if row is not None:
+                return WebhookReceipt(id=row[0], duplicate=True)
+            webhook_id = db.execute(
+                "INSERT INTO webhooks (retailer, source, event_type, sha256, body, entity_ids, status, received_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (retailer, source, event_type, digest, body, json.dumps(entities), status, now)).lastrowid
+            if status == "accepted":
+                _insert_jobs(db, webhook_id, retailer, event_type, entities, now)
+        return WebhookReceipt(id=webhook_id, duplicate=False)
+
+    def requeue_webhook(self, webhook_id: int, *, now: float) -> list[Job]:
+        with self._transaction("requeue webhook") as db:
+            row = db.execute("SELECT retailer, event_type, entity_ids FROM webhooks WHERE id = ?",
+                             (webhook_id,)).fetchone()
+            if row is None:
+                raise KeyError(f"no webhook {webhook_id}")
+            retailer, event_type, entity_ids = row
+            db.execute("UPDATE jobs SET status = 'replayed', updated_at = ? WHERE webhook_id = ? AND status = 'dead'",
+                       (now, webhook_id))
+            ids = _insert_jobs(db, webhook_id, retailer, event_type, json.loads(entity_ids), now)
+            return _jobs(db, ids)
+
+    def list_webhooks(self, *, retailer: str | None = None, since: float | None = None,
+                      until: float | None = None, event_type: str | None = None,
+                      status: str | None = None) -> list[Webhook]:
+        where = _Where()
+        where.add("w.retailer = ?", retailer)
+        where.add("w.received_at >= ?", since)
+        where.add("w.received_at < ?", until)
+        where.add("w.event_type = ?", event_type)
+        if status == "dead":
+            where.sql.append(_DEAD_WEBHOOK)
+        else:
+            where.add("w.status = ?", status)
+        sql = f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks w {where} ORDER BY w.received_at, w.id"
+        with self._transaction("list webhooks", write=False) as db:
+            rows = db.execute(sql, where.params).fetchall()
+        return [Webhook(id=r[0], retailer=r[1], source=r[2], event_type=r[3], entity_ids=tuple(json.loads(r[4])),
+                        status=r[5], received_at=r[6]) for r in rows]
+
+    # -- jobs -----------------------------------------------------------------------------------------------
+
+    def claim_jobs(self, *, limit: int, now: float, lease_seconds: float) -> list[Job]:
+        with self._transaction("claim jobs") as db:
+            ids = [r[0] for r in db.execute(
+                "SELECT id FROM jobs WHERE status IN ('pending', 'leased') AND next_attempt_at <= ?"
+                " ORDER BY next_attempt_at, id LIMIT ?", (now, limit))]
+            db.executemany("UPDATE jobs SET status = 'leased', attempts = attempts + 1, next_attempt_at = ?,"
+                           " updated_at = ? WHERE id = ?", [(now + lease_seconds, now, i) for i in ids])
+            return _jobs(db, ids)
+
+    def complete_job(self, job_id: int, *, events: list[NewEvent], skipped: list[NewSkip], now: float) -> None:
+        with self._transaction("complete job") as db:
+            _require(db, "jobs", job_id)
+            db.executemany(_UPSERT_EVENT, [
+                (job_id, e.retailer, e.metric, e.unique_id, json.dumps(e.body, ensure_ascii=False),
+                 "dry-run" if e.dry_run else "pending", now, now, now) for e in events])
+            db.executemany("INSERT INTO skips (job_id, metric, unique_id, reason, created_at) VALUES (?, ?, ?, ?, ?)",
+                           [(job_id, s.metric, s.unique_id, s.reason, now) for s in skipped])
+            db.execute("UPDATE jobs SET status = 'done', last_error = NULL, updated_at = ? WHERE id = ?",
+                       (now, job_id))
+
+    def fail_job(self, job_id: int, *, error: str, retry_at: float | None, now: float) -> None:
+        with self._transaction("fail job") as db:
+            _require(db, "jobs", job_id)
+            # A job another worker finished (after this one's lease ran out) stays finished.
+            db.execute("UPDATE jobs SET status = ?, next_attempt_at = COALESCE(?, next_attempt_at),"
+                       " last_error = ?, updated_at = ? WHERE id = ? AND status NOT IN ('done', 'replayed')",
+                       ("dead" if retry_at is None else "pending", retry_at, _truncate(error), now, job_id))
+
+    # -- events ---------------------------------------------------------------------------------------------
+
+    def claim_events(self, *, limit: int, now: float, lease_seconds: float,
+                     retailer: str | None = None) -> list[EventRow]:
+        where = _Where(["status IN ('pending', 'leased')", "next_attempt_at <= ?"], [now])
+        where.add("retailer = ?", retailer)
+        with self._transaction("claim events") as db:
+            ids = [r[0] for r in db.execute(f"SELECT id FROM events {where} ORDER BY id LIMIT ?",
+                                            [*where.params, limit])]
+            db.executemany("UPDATE events SET status = 'leased', attempts = attempts + 1, next_attempt_at = ?,"
+                           " updated_at = ? WHERE id = ?", [(now + lease_seconds, now, i) for i in ids])
+            rows = _select_ids(db, f"SELECT {_EVENT_ROW_COLUMNS} FROM events", ids)
+        return [EventRow(id=r[0], retailer=r[1], metric=r[2], unique_id=r[3], body=json.loads(r[4]),
+                         attempts=r[5], created_at=r[6]) for r in rows]
+
+    def mark_delivered(self, ids: list[int], *, now: float, status: int) -> None:
+        with self._transaction("mark delivered") as db:
+            for event_id in ids:
+                _insert_attempt(db, event_id, now, status, "")
+                db.execute("UPDATE events SET status = 'delivered', last_status = ?, last_error = NULL,"
+                           " delivered_at = ?, updated_at = ? WHERE id = ? AND status != 'dry-run'",
+                           (status, now, now, event_id))
+
+    def record_failure(self, ids: list[int], *, now: float, status: int | None, body: str,
+                       retry_at: float | None) -> None:
+        body = _truncate(body)
+        new_status = "dead" if retry_at is None else "pending"
+        with self._transaction("record failure") as db:
+            for event_id in ids:
+                _insert_attempt(db, event_id, now, status, body)
+                # Only an event still in flight moves; a late failure never undoes a delivery.
+                db.execute("UPDATE events SET status = ?, next_attempt_at = COALESCE(?, next_attempt_at),"
+                           " last_status = ?, last_error = ?, updated_at = ?"
+                           " WHERE id = ? AND status IN ('pending', 'leased')",
+                           (new_status, retry_at, status, body, now, event_id))
+
+    def attempts(self, event_id: int) -> list[Attempt]:
+        with self._transaction("list attempts", write=False) as db:
+            rows = db.execute("SELECT event_id, at, status, body FROM attempts WHERE event_id = ? ORDER BY id",
+                              (event_id,)).fetchall()
+        return [Attempt(event_id=r[0], at=r[1], status=r[2], body=r[3]) for r in rows]
+
+    def list_events(self, *, retailer: str | None = None, status: str | None = None,
+                    entity_id: str | None = None, limit: int = 200) -> list[EventView]:
+        where = _Where()
+        where.add("e.retailer = ?", retailer)
+        where.add("e.status = ?", status)
+        where.add("j.entity_id = ?", entity_id)
+        sql = ("SELECT e.id, e.retailer, e.metric, e.unique_id, e.status, e.attempts, j.webhook_id, j.event_type,"
+               " j.entity_id, e.last_status, e.last_error, e.created_at, e.updated_at, e.next_attempt_at,"
+               f" e.delivered_at FROM events e LEFT JOIN jobs j ON j.id = e.job_id {where}"
+               " ORDER BY e.id DESC LIMIT ?")
+        with self._transaction("list events", write=False) as db:
+            rows = db.execute(sql, [*where.params, limit]).fetchall()
+        return [EventView(*r[:13], next_attempt_at=r[13] if r[4] == "pending" else None, delivered_at=r[14])
+                for r in rows]
+
+    # -- health ---------------------------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        result: dict[str, dict[str, int]] = {}
+        with self._transaction("count", write=False) as db:
+            for table, statuses in (("webhooks", WEBHOOK_STATUSES), ("jobs", JOB_STATUSES),
+                                    ("events", EVENT_STATUSES)):
+                result[table] = dict.fromkeys(statuses, 0)
+                result[table].update(db.execute(f"SELECT status, COUNT(*) FROM {table} GROUP BY status"))
+        return result
+
+    def dead_letters_older_than(self, seconds: float, *, now: float) -> list[DeadLetter]:
+        cutoff = now - seconds
+        with self._transaction("list dead letters", write=False) as db:
+            jobs = db.execute("SELECT id, retailer, webhook_id, entity_id, last_error, updated_at FROM jobs"
+                              " WHERE status = 'dead' AND updated_at <= ?", (cutoff,)).fetchall()
+            events = db.execute(
+                "SELECT e.id, e.retailer, j.webhook_id, j.entity_id, e.metric, e.last_error, e.updated_at"
+                " FROM events e LEFT JOIN jobs j ON j.id = e.job_id"
+                " WHERE e.status = 'dead' AND e.updated_at <= ?", (cutoff,)).fetchall()
+        letters = [DeadLetter("job", i, r, w, en, None, err, at) for i, r, w, en, err, at in jobs]
+        letters += [DeadLetter("event", *row) for row in events]
+        return sorted(letters, key=lambda d: (d.dead_at, d.kind, d.id))
+
+    def is_writable(self) -> bool:
+        try:
+            with self._transaction("probe"):
+                self._db.execute("SAVEPOINT probe")
+                self._db.execute("INSERT OR REPLACE INTO probe (id) VALUES (1)")
+                self._db.execute("ROLLBACK TO probe")
+                self._db.execute("RELEASE probe")
+        except StoreError:
+            return False
+        return True
+
+
+class _Where:
+    """A WHERE clause built from optional filters: ``add`` skips a filter whose value is None."""
+
+    def __init__(self, sql: list[str] | None = None, params: list[Any] | None = None) -> None:
+        self.sql = sql or []
+        self.params = params or []
+
+    def add(self, condition: str, value: Any) -> None:
+        if value is not None:
+            self.sql.append(condition)
+            self.params.append(value)
+
+    def __str__(self) -> str:
+        return f"WHERE {' AND '.join(self.sql)}" if self.sql else ""
+
+
+def _migrate(db: sqlite3.Connection, path: Path) -> None:
+    while True:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            # Read inside the write lock: another process may be migrating the same file.
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            _check_version(db, path, version)
+            if version == SCHEMA_VERSION:
+                db.execute("COMMIT")
+                return
+            for statement in _MIGRATIONS[version]:
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {version + 1}")
+            db.execute("COMMIT")
+        finally:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+
+
+def _check_version(db: sqlite3.Connection, path: Path, version: int) -> None:
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"{path}: schema version {version} is newer than this engine's ({SCHEMA_VERSION})")
+
+
+def _insert_jobs(db: sqlite3.Connection, webhook_id: int, retailer: str, event_type: str,
+                 entity_ids: list[str], now: float) -> list[int]:
+    return [db.execute("INSERT INTO jobs (webhook_id, retailer, event_type, entity_id, status, next_attempt_at,"
+                       " created_at, updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)",
+                       (webhook_id, retailer, event_type, entity_id, now, now, now)).lastrowid
+            for entity_id in entity_ids]
+
+
+def _jobs(db: sqlite3.Connection, ids: list[int]) -> list[Job]:
+    return [Job(*row) for row in _select_ids(db, f"SELECT {_JOB_COLUMNS} FROM jobs", ids)]
+
+
+def _select_ids(db: sqlite3.Connection, select: str, ids: list[int]) -> list[tuple]:
+    if not ids:
+        return []
+    # SQLite allows 32766 parameters; claims are far smaller.
+    marks = ", ".join("?" * len(ids))
+    return db.execute(f"{select} WHERE id IN ({marks}) ORDER BY id", ids).fetchall()
+
+
+def _require(db: sqlite3.Connection, table: str, row_id: int) -> None:
+    if db.execute(f"SELECT 1 FROM {table} WHERE id = ?", (row_id,)).fetchone() is None:
+        raise KeyError(f"no {table[:-1]} {row_id}")
+
+
+def _insert_attempt(db: sqlite3.Connection, event_id: int, now: float, status: int | None, body: str) -> None:
+    # Selecting from events skips unknown ids and dry-run events, which are never sent.
+    db.execute("INSERT INTO attempts (event_id, at, status, body)"
+               " SELECT id, ?, ?, ? FROM events WHERE id = ? AND status != 'dry-run'", (now, status, body, event_id))
+
+
+def _truncate(text: str, limit: int = ATTEMPT_BODY_LIMIT) -> str:
+    # Cut on bytes, then drop a character the cut split in two.
+    return text.encode("utf-8", "replace")[:limit].decode("utf-8", "ignore")
