@@ -45,6 +45,53 @@ class Fetch:
 
 
 @dataclass(frozen=True)
+class StorisRequest:
+    """A configured STORIS call (tenants differ): every string of ``body`` is a template."""
+
+    method: str
+    path: Template
+    body: Any
+
+    def render(self, **context: Any) -> tuple[str, str, Any]:
+        return self.method, self.path.render(context), _render_json(self.body, context)
+
+
+def _render_json(value: Any, context: dict[str, Any]) -> Any:
+    if isinstance(value, Template):
+        return value.render(context)
+    if isinstance(value, dict):
+        return {k: _render_json(v, context) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_render_json(v, context) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class Subscriptions:
+    """STORIS's webhook subscription API: how to list and create, and how to read a listed subscription."""
+
+    list: StorisRequest
+    create: StorisRequest
+    items: jmes.Getter
+    event_type: jmes.Getter
+    url: jmes.Getter
+
+
+@dataclass(frozen=True)
+class Consent:
+    """Unsubscribes to STORIS and purchase subscriptions; None parts are not configured."""
+
+    system_secret_env: str | None
+    flow_secret_env: str | None
+    update: StorisRequest | None
+    find_by_email: StorisRequest | None
+    found_customer_id: jmes.Getter | None
+    list_id: str | None
+    subscribe_events: tuple[str, ...]
+    ok_to_solicit: jmes.Getter | None
+
+
+@dataclass(frozen=True)
 class EventPlan:
     key: str
     metric: str
@@ -80,6 +127,8 @@ class Retailer:
     webhooks: dict[str, WebhookPlan]
     connections: dict[str, Any] = field(default_factory=dict)
     plugins: dict[str, Any] = field(default_factory=dict)
+    subscriptions: Subscriptions | None = None
+    consent: Consent | None = None
 
     def __repr__(self) -> str:
         return f"Retailer(name={self.name!r}, file={self.file!r}, webhooks={sorted(self.webhooks)!r})"
@@ -164,12 +213,69 @@ class _Compiler:
                 plan = self._webhook(name, spec, plugins, abstract)
                 if plan is not None:
                     webhooks[name] = plan
+        subscriptions = self._subscriptions(_mapping(_mapping(doc.get("connections")).get("storis")))
+        consent = self._consent(_mapping(doc.get("consent")), webhooks)
         if self.problems or self.settings is None:
             return None
         loc = self.where(())
         return Retailer(name=str(doc.get("retailer", Path(loc.file).stem)), file=loc.file, abstract=abstract,
                         settings=self.settings, webhooks=webhooks,
-                        connections=_mapping(doc.get("connections")), plugins=plugins)
+                        connections=_mapping(doc.get("connections")), plugins=plugins,
+                        subscriptions=subscriptions, consent=consent)
+
+    def _request(self, spec: Any, at: JsonPath) -> StorisRequest | None:
+        if not isinstance(spec, dict) or not isinstance(spec.get("method"), str):
+            return None
+        path = self.template(spec.get("path"), (*at, "path"))
+        body = self._json_templates(spec.get("body"), (*at, "body"))
+        return None if path is None else StorisRequest(method=spec["method"], path=path, body=body)
+
+    def _json_templates(self, value: Any, at: JsonPath) -> Any:
+        if isinstance(value, str):
+            return self.template(value, at)
+        if isinstance(value, dict):
+            return {k: self._json_templates(v, (*at, k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._json_templates(v, (*at, i)) for i, v in enumerate(value)]
+        return value
+
+    def _subscriptions(self, storis: dict) -> Subscriptions | None:
+        spec = _mapping(storis.get("subscriptions"))
+        at: JsonPath = ("connections", "storis", "subscriptions")
+        parts = {
+            "list": self._request(spec.get("list"), (*at, "list")),
+            "create": self._request(spec.get("create"), (*at, "create")),
+            "items": self.expression(spec.get("items"), (*at, "items")),
+            "event_type": self.expression(spec.get("event_type"), (*at, "event_type")),
+            "url": self.expression(spec.get("url"), (*at, "url")),
+        }
+        return None if any(v is None for v in parts.values()) else Subscriptions(**parts)  # type: ignore[arg-type]
+
+    def _consent(self, spec: dict, webhooks: dict[str, WebhookPlan]) -> Consent | None:
+        if not spec:
+            return None
+        hooks = _mapping(spec.get("klaviyo_webhooks"))
+        unsubscribe = _mapping(spec.get("unsubscribe"))
+        subscribe = _mapping(spec.get("subscribe_on_purchase"))
+        at: JsonPath = ("consent",)
+        events = tuple(str(e) for e in subscribe.get("events") or [])
+        known = {plan.key for hook in webhooks.values() for plan in hook.events}
+        for i, key in enumerate(events):
+            if webhooks and key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                self.problem((*at, "subscribe_on_purchase", "events", i), f"no event {key!r} is mapped{hint}")
+        ok = subscribe.get("ok_to_solicit", "customer.okToSolicit")
+        return Consent(
+            system_secret_env=hooks.get("system_secret_env"), flow_secret_env=hooks.get("flow_secret_env"),
+            update=self._request(unsubscribe.get("update"), (*at, "unsubscribe", "update")),
+            find_by_email=self._request(unsubscribe.get("find_by_email"), (*at, "unsubscribe", "find_by_email")),
+            found_customer_id=self.expression(unsubscribe["found_customer_id"],
+                                              (*at, "unsubscribe", "found_customer_id"))
+            if "found_customer_id" in unsubscribe else None,
+            list_id=subscribe.get("list_id"), subscribe_events=events,
+            ok_to_solicit=self.expression(ok, (*at, "subscribe_on_purchase", "ok_to_solicit")) if subscribe else None,
+        )
 
     def _plugins(self, doc: dict, abstract: bool) -> dict[str, Any]:
         configured = _mapping(doc.get("plugins"))
