@@ -31,6 +31,7 @@ from engine.store import (
     DeadLetter,
     EventRow,
     EventView,
+    IncomingWebhook,
     Job,
     NewEvent,
     NewSkip,
@@ -206,24 +207,35 @@ class SqliteStore:
 
     def record_webhook(self, *, retailer: str, source: str, event_type: str, body: bytes,
                        entity_ids: list[str], status: str, now: float) -> WebhookReceipt:
-        if source not in SOURCES:
-            raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
-        if status not in WEBHOOK_STATUSES:
-            raise ValueError(f"status must be one of {WEBHOOK_STATUSES}, got {status!r}")
-        digest = hashlib.sha256(body).hexdigest()
-        entities = list(dict.fromkeys(entity_ids))
-        with self._transaction("record webhook", durable=True) as db:
-            row = db.execute("SELECT id FROM webhooks WHERE retailer = ? AND source = ? AND event_type = ?"
-                             " AND sha256 = ?", (retailer, source, event_type, digest)).fetchone()
-            if row is not None:
-                return WebhookReceipt(id=row[0], duplicate=True)
-            webhook_id = db.execute(
-                "INSERT INTO webhooks (retailer, source, event_type, sha256, body, entity_ids, status, received_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (retailer, source, event_type, digest, body, json.dumps(entities), status, now)).lastrowid
-            if status == "accepted":
-                _insert_jobs(db, webhook_id, retailer, event_type, entities, now)
-        return WebhookReceipt(id=webhook_id, duplicate=False)
+        return self.record_webhooks([IncomingWebhook(retailer, source, event_type, body, tuple(entity_ids), status)],
+                                    now=now)[0]
+
+    def record_webhooks(self, webhooks: list[IncomingWebhook], *, now: float) -> list[WebhookReceipt]:
+        for webhook in webhooks:
+            if webhook.source not in SOURCES:
+                raise ValueError(f"source must be one of {SOURCES}, got {webhook.source!r}")
+            if webhook.status not in WEBHOOK_STATUSES:
+                raise ValueError(f"status must be one of {WEBHOOK_STATUSES}, got {webhook.status!r}")
+        receipts = []
+        with self._transaction("record webhooks", durable=True) as db:
+            for webhook in webhooks:
+                digest = hashlib.sha256(webhook.body).hexdigest()
+                row = db.execute("SELECT id FROM webhooks WHERE retailer = ? AND source = ? AND event_type = ?"
+                                 " AND sha256 = ?", (webhook.retailer, webhook.source, webhook.event_type,
+                                                     digest)).fetchone()
+                if row is not None:
+                    receipts.append(WebhookReceipt(id=row[0], duplicate=True))
+                    continue
+                entities = list(dict.fromkeys(webhook.entity_ids))
+                webhook_id = db.execute(
+                    "INSERT INTO webhooks (retailer, source, event_type, sha256, body, entity_ids, status,"
+                    " received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (webhook.retailer, webhook.source, webhook.event_type, digest, webhook.body,
+                     json.dumps(entities), webhook.status, now)).lastrowid
+                if webhook.status == "accepted":
+                    _insert_jobs(db, webhook_id, webhook.retailer, webhook.event_type, entities, now)
+                receipts.append(WebhookReceipt(id=webhook_id, duplicate=False))
+        return receipts
 
     def requeue_webhook(self, webhook_id: int, *, now: float) -> list[Job]:
         with self._transaction("requeue webhook") as db:

@@ -39,6 +39,18 @@ class StoreError(EngineError):
 
 
 @dataclass(frozen=True)
+class IncomingWebhook:
+    """A webhook to store; ``status`` is "accepted" (one job per entity), "ignored" or "test" (no jobs)."""
+
+    retailer: str
+    source: str
+    event_type: str
+    body: bytes
+    entity_ids: tuple[str, ...]
+    status: str
+
+
+@dataclass(frozen=True)
 class WebhookReceipt:
     id: int
     duplicate: bool
@@ -157,6 +169,9 @@ class Store(Protocol):
 
         A re-delivery (same retailer, source, type and body) adds nothing and returns the first one's id.
         """
+
+    def record_webhooks(self, webhooks: list[IncomingWebhook], *, now: float) -> list[WebhookReceipt]:
+        """``record_webhook`` for several webhooks in ONE durable commit (group commit under load)."""
 
     def requeue_webhook(self, webhook_id: int, *, now: float) -> list[Job]:
         """Fresh pending jobs for a stored webhook's entities (replay); its dead jobs become "replayed"."""

@@ -40,7 +40,7 @@ class WorkerSettings:
 
     poll_seconds: float = 1.0
     lease_seconds: float = 120.0
-    batch: int = 1000
+    batch: int = 5000
     bulk_threshold: int = 50
     concurrency: int = 8
     retry: RetryPolicy = RetryPolicy()
@@ -173,16 +173,23 @@ class Worker:
             await self._send_each(client, rows)
             return
         by_body = {id(row.body): row for row in rows}
-        for job in plan_bulk_jobs([row.body for row in rows]):
+        semaphore = asyncio.Semaphore(self.settings.concurrency)
+
+        # Jobs go out concurrently (the limiter still paces them): encoding one while Klaviyo reads another.
+        async def send(job: list[dict]) -> None:
             batch = [by_body[id(body)] for body in job]
-            try:
-                await client.bulk_create_events(job)
-            except RetryableDeliveryError as exc:
-                await self._failed(batch, exc)
-            except DeliveryError:
-                await self._send_each(client, batch)
-            else:
-                await self._delivered(batch, 202)
+            async with semaphore:
+                try:
+                    await client.bulk_create_events(job)
+                except RetryableDeliveryError as exc:
+                    await self._failed(batch, exc)
+                    return
+                except DeliveryError:
+                    await self._send_each(client, batch)
+                    return
+            await self._delivered(batch, 202)
+
+        await asyncio.gather(*(send(job) for job in plan_bulk_jobs([row.body for row in rows])))
 
     async def _send_each(self, client: KlaviyoClient, rows: list[EventRow]) -> None:
         semaphore = asyncio.Semaphore(self.settings.concurrency)
