@@ -1,7 +1,9 @@
 """The Starlette app: STORIS webhooks in, acknowledged once durably stored, handed to the worker.
 
     POST /webhooks/storis/{retailer}   202 once stored; 401 bad secret, 400 bad JSON or envelope,
-                                       413 over 1 MiB, 415 not JSON, 404 unknown retailer
+                                       413 over 1 MiB, 415 not JSON, 404 unknown retailer.
+                                       With ``X-Engine-Test: 1`` (``engine doctor``), an authenticated
+                                       webhook is stored as "test": no jobs, nothing reaches Klaviyo
     GET  /healthz                      the process answers
     GET  /readyz                       the store is writable and mappings are loaded
     GET  /metrics                      Prometheus text format
@@ -15,7 +17,6 @@ import hashlib
 import hmac
 import json
 import logging
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -29,10 +30,12 @@ from engine.compile import Retailer
 from engine.connections import Connections
 from engine.metrics import CONTENT_TYPE, Metrics
 from engine.paths import SCHEMAS
-from engine.store import Store
+from engine.intake import Intake
+from engine.store import IncomingWebhook, Store
 from engine.worker import Worker
 
 MAX_BODY = 1024 * 1024
+TEST_HEADER = "X-Engine-Test"
 _ENVELOPE = Draft202012Validator(json.loads((SCHEMAS / "storis-envelope.schema.json").read_text(encoding="utf-8")))
 log = logging.getLogger("engine.server")
 
@@ -49,6 +52,7 @@ def create_app(*, store: Store, retailers: dict[str, Retailer], connections: dic
                extra_routes: list[BaseRoute] | None = None) -> Starlette:
     """The service. With a ``worker``, it runs in the app's lifespan; without, another process works."""
     metrics = metrics or (worker.metrics if worker else Metrics())
+    intake = Intake(store)
 
     async def storis_webhook(request: Request) -> Response:
         name = request.path_params["retailer"]
@@ -64,12 +68,17 @@ def create_app(*, store: Store, retailers: dict[str, Retailer], connections: dic
             return JSONResponse({"error": exc.reason, "detail": str(exc)}, status_code=exc.status)
         event_type = envelope["eventType"]
         plan = retailer.webhooks.get(event_type)
-        status = "accepted" if plan is not None and plan.enabled else "ignored"
+        if request.headers.get(TEST_HEADER) == "1":
+            # Proves the whole way in (address, signature, envelope, store) without fetching or forwarding.
+            status = "test"
+        else:
+            status = "accepted" if plan is not None and plan.enabled else "ignored"
         entity_ids = [str(item["entityId"]) for item in envelope["data"]]
-        receipt = await asyncio.to_thread(store.record_webhook, retailer=name, source="storis",
-                                          event_type=event_type, body=body, entity_ids=entity_ids, status=status,
-                                          now=time.time())
-        if status == "ignored":
+        receipt = await intake.record(IncomingWebhook(retailer=name, source="storis", event_type=event_type,
+                                                      body=body, entity_ids=tuple(entity_ids), status=status))
+        if status == "test":
+            log.info("test webhook %s for %s stored; not processed", receipt.id, name)
+        elif status == "ignored":
             metrics.ignored.labels(name).inc()
         elif not receipt.duplicate:
             metrics.received.labels(name, "storis").inc()

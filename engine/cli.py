@@ -1,15 +1,17 @@
-"""The ``engine`` command: validate and preview mappings, maintain golden files, run the service."""
+"""The ``engine`` command: validate and preview mappings, maintain golden files, onboard retailers, run the service."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine import commands_service, golden, loader, service
-from engine.errors import ConfigError, MappingError
+from engine import commands_service, doctor, golden, loader, onboarding, service
+from engine.connections import resolve
+from engine.errors import ConfigError, DeliveryError, MappingError
 from engine.paths import display
 from engine.preview import dumps, preview
 
@@ -46,7 +48,24 @@ def _parser() -> argparse.ArgumentParser:
     gold.add_argument("--retailer", help="only this retailer's cases")
     gold.set_defaults(run=_golden)
 
-    serve = commands.add_parser("serve", help="receive STORIS webhooks and deliver Klaviyo events")
+    sub = commands.add_parser("subscribe", help="subscribe the service to the STORIS webhooks the mapping maps")
+    sub.add_argument("--retailer", required=True)
+    sub.add_argument("--url", required=True,
+                     help="the service's public base URL; STORIS will post to URL/webhooks/storis/RETAILER")
+    sub.add_argument("--dry-run", action="store_true", help="show what would be created; create nothing")
+    sub.set_defaults(run=_subscribe)
+
+    check = commands.add_parser("doctor", help="check a retailer's setup end to end; exit 0 only when all passes")
+    check.add_argument("--retailer", required=True)
+    check.add_argument("--url", help="the service's public base URL: also check that it answers and accepts a "
+                                     "signed test webhook, and that subscriptions point at it")
+    check.add_argument("--db", type=Path, default=service.DEFAULT_DB, help="SQLite store (default %(default)s)")
+    check.add_argument("--json", action="store_true", help="a JSON list of {check, ok, detail, fix}, for machines")
+    check.set_defaults(run=_doctor)
+
+    serve = commands.add_parser("serve", epilog=service.WORKER_ENVIRONMENT,
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                help="receive STORIS webhooks and deliver Klaviyo events")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--db", type=Path, default=service.DEFAULT_DB, help="SQLite store (default %(default)s)")
@@ -55,9 +74,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--demo-records", type=Path, default=service.DEMO_RECORDS,
                        help="folder of STORIS Detail responses the fake STORIS serves (default: the samples)")
     serve.add_argument("--no-worker", action="store_true", help="only receive; run `engine worker` elsewhere")
+    serve.add_argument("--access-log", action="store_true", help="log every HTTP request (off: /metrics counts them)")
     serve.set_defaults(run=commands_service.serve)
 
-    work = commands.add_parser("worker", help="fetch, map and deliver stored webhooks, without receiving")
+    work = commands.add_parser("worker", epilog=service.WORKER_ENVIRONMENT,
+                               formatter_class=argparse.RawDescriptionHelpFormatter,
+                               help="fetch, map and deliver stored webhooks, without receiving")
     work.add_argument("--db", type=Path, default=service.DEFAULT_DB)
     work.set_defaults(run=commands_service.worker)
 
@@ -70,7 +92,9 @@ def _parser() -> argparse.ArgumentParser:
     events.add_argument("--json", action="store_true", help="one JSON array, for machines")
     events.set_defaults(run=commands_service.events)
 
-    replay = commands.add_parser("replay", help="run stored webhooks through today's mappings again")
+    replay = commands.add_parser("replay", epilog=service.WORKER_ENVIRONMENT,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 help="run stored webhooks through today's mappings again")
     replay.add_argument("--db", type=Path, default=service.DEFAULT_DB)
     replay.add_argument("--retailer", required=True)
     replay.add_argument("--since", help="ISO date or time (received at or after)")
@@ -133,6 +157,38 @@ def _golden(args: argparse.Namespace) -> int:
         print(f"{stale} golden case(s) differ; run `engine golden --update` after a deliberate change",
               file=sys.stderr)
     return 1 if stale else 0
+
+
+def _subscribe(args: argparse.Namespace) -> int:
+    retailer = loader.load_retailer(args.retailer)
+    if retailer.abstract:
+        raise ConfigError(f"{retailer.file} is abstract (a base for retailers), not a retailer")
+    conn = resolve(retailer)
+    try:
+        rows = asyncio.run(onboarding.subscribe(retailer, conn, args.url, dry_run=args.dry_run))
+    except DeliveryError as exc:
+        message = onboarding.events_disabled_advice(retailer, conn) if onboarding.events_disabled(exc) else exc
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+    sys.stdout.write(onboarding.table(rows))
+    for note in onboarding.notes(rows):
+        print(f"note: {note}", file=sys.stderr)
+    target = onboarding.webhook_url(args.url, retailer.name)
+    print(f"dry run, nothing created; subscriptions would point at {target}" if args.dry_run
+          else f"subscriptions point at {target}", file=sys.stderr)
+    return 1 if any(row.action == "failed" for row in rows) else 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    results = doctor.run(args.retailer, url=args.url, db=args.db)
+    failed = sum(not r.ok for r in results)
+    if args.json:
+        print(doctor.as_json(results))
+    else:
+        sys.stdout.write(doctor.render(results))
+        print(f"{len(results)} check(s), {failed} failed" if failed else f"all {len(results)} checks passed",
+              file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

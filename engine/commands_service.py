@@ -32,6 +32,7 @@ def _logging() -> None:
 
 def serve(args: argparse.Namespace) -> int:
     _logging()
+    settings = service.worker_settings()
     demo_records = None
     if args.demo:
         host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
@@ -42,16 +43,18 @@ def serve(args: argparse.Namespace) -> int:
     for name, conn in sorted(running.connections.items()):
         for problem in conn.missing():
             logging.getLogger("engine").warning("%s: %s", name, problem)
-    app = service.build_app(running, run_worker=not args.no_worker, demo_records=demo_records)
+    app = service.build_app(running, run_worker=not args.no_worker, demo_records=demo_records, settings=settings)
     logging.getLogger("engine").info("store %s; retailers %s", args.db, ", ".join(sorted(running.retailers)))
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=args.access_log)
     return 0
 
 
 def worker(args: argparse.Namespace) -> int:
     _logging()
+    settings = service.worker_settings()
     running = service.open_service(args.db)
-    work = Worker(store=running.store, retailers=running.retailers, connections=running.connections)
+    work = Worker(store=running.store, retailers=running.retailers, connections=running.connections,
+                  settings=settings)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -83,18 +86,21 @@ def events(args: argparse.Namespace) -> int:
 
 def replay(args: argparse.Namespace) -> int:
     _logging()
+    settings = service.worker_settings()
     running = service.open_service(args.db)
     if args.retailer not in running.retailers:
         raise ConfigError(f"no servable retailer {args.retailer!r}; known: {', '.join(sorted(running.retailers))}")
     webhooks = running.store.list_webhooks(retailer=args.retailer, since=_moment(args.since),
                                            until=_moment(args.until), event_type=args.event_type, status=args.status)
-    webhooks = [w for w in webhooks if w.source == "storis"]
+    # Test webhooks (engine doctor) and ignored types were never meant to become jobs.
+    webhooks = [w for w in webhooks if w.source == "storis" and w.status == "accepted"]
     print(f"{len(webhooks)} webhook(s) to replay", file=sys.stderr)
     if args.dry_run:
         return asyncio.run(_print_replay(running, webhooks))
     for webhook in webhooks:
         running.store.requeue_webhook(webhook.id, now=time.time())
-    work = Worker(store=running.store, retailers=running.retailers, connections=running.connections)
+    work = Worker(store=running.store, retailers=running.retailers, connections=running.connections,
+                  settings=settings)
     return asyncio.run(_drain(work, running, args.timeout))
 
 

@@ -7,7 +7,9 @@ end to end with no credentials.
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +19,9 @@ import server
 from engine import loader
 from engine.compile import Retailer
 from engine.connections import Connections, resolve
+from engine.errors import ConfigError
 from engine.paths import ROOT
+from engine.retry import RetryPolicy
 from engine.sqlite_store import SqliteStore
 from engine.store import Store
 from engine.worker import Worker, WorkerSettings
@@ -25,6 +29,13 @@ from engine.worker import Worker, WorkerSettings
 DEFAULT_DB = Path(os.environ.get("ENGINE_DB", "var/engine.sqlite3"))
 DEMO_RECORDS = ROOT / "demo" / "records"
 DEMO_SECRET = "demo-secret"
+WORKER_ENVIRONMENT = """\
+worker pacing, for tests and drills that cannot wait minutes (leave unset in production):
+  ENGINE_POLL_SECONDS   how often an idle worker looks for due work (default 1)
+  ENGINE_LEASE_SECONDS  how long a claimed job or event stays with its worker before another may take
+                        it, e.g. after a crash (default 120)
+  ENGINE_RETRY_BASE     the longest wait before the first retry; each later one doubles, up to 600 s
+                        (default 2)"""
 
 
 @dataclass
@@ -39,6 +50,30 @@ def open_service(db: Path) -> Service:
     db.parent.mkdir(parents=True, exist_ok=True)
     return Service(store=SqliteStore.open(db), retailers=retailers,
                    connections={name: resolve(retailer) for name, retailer in retailers.items()})
+
+
+def worker_settings(env: Mapping[str, str] | None = None) -> WorkerSettings:
+    """The worker's pacing: the defaults, except what ``WORKER_ENVIRONMENT``'s variables set."""
+    env = os.environ if env is None else env
+    defaults = WorkerSettings()
+
+    def seconds(name: str, default: float, *, most: float = math.inf) -> float:
+        text = env.get(name)
+        if not text:
+            return default
+        try:
+            value = float(text)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: expected a number of seconds, got {text!r}") from exc
+        if not (math.isfinite(value) and 0 < value <= most):
+            raise ConfigError(f"{name}: expected seconds above 0 and at most {most:g}, got {text!r}")
+        return value
+
+    cap = defaults.retry.cap
+    return WorkerSettings(poll_seconds=seconds("ENGINE_POLL_SECONDS", defaults.poll_seconds),
+                          lease_seconds=seconds("ENGINE_LEASE_SECONDS", defaults.lease_seconds),
+                          retry=RetryPolicy(base=seconds("ENGINE_RETRY_BASE", defaults.retry.base, most=cap),
+                                            cap=cap))
 
 
 def demo_environment(base_url: str) -> dict[str, str]:

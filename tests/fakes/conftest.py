@@ -1,19 +1,15 @@
-"""Fixtures for the fake servers: in-process clients, real uvicorn servers on loopback, small STORIS records."""
+"""Fixtures for the fake servers: in-process clients and small STORIS records (``serve`` is in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import threading
-import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-import uvicorn
 from starlette.exceptions import StarletteDeprecationWarning
 from starlette.types import ASGIApp
 
@@ -22,39 +18,12 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
     from starlette.testclient import TestClient
 
+
 @pytest.fixture
 def make_client() -> Iterator[Callable[[ASGIApp], TestClient]]:
     """Open a TestClient on an app; closed at teardown."""
     with contextlib.ExitStack() as stack:
         yield lambda app: stack.enter_context(TestClient(app))
-
-
-@pytest.fixture
-def serve() -> Callable[[ASGIApp], contextlib.AbstractContextManager[str]]:
-    """``with serve(app) as base_url:`` runs the app on a real server (test modules cannot import conftest)."""
-    return _serve
-
-
-@contextlib.contextmanager
-def _serve(app: ASGIApp) -> Iterator[str]:
-    """Run ``app`` under a real uvicorn server on an ephemeral loopback port; yields its base URL."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                           lifespan="off", ws="none"))
-    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        base = f"http://127.0.0.1:{port}"
-        httpx.get(f"{base}/_requests", timeout=5).raise_for_status()
-        yield base
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 # A sale, a quote, a fulfillment, customers and a product: the smallest set that exercises every route.
