@@ -4,6 +4,8 @@
                                        413 over 1 MiB, 415 not JSON, 404 unknown retailer.
                                        With ``X-Engine-Test: 1`` (``engine doctor``), an authenticated
                                        webhook is stored as "test": no jobs, nothing reaches Klaviyo
+    POST /webhooks/klaviyo/{retailer}  unsubscribes from Klaviyo (system or flow webhook, see engine.consent);
+                                       202 once stored; 401 unless genuine
     GET  /healthz                      the process answers
     GET  /readyz                       the store is writable and mappings are loaded
     GET  /metrics                      Prometheus text format
@@ -17,6 +19,7 @@ import hashlib
 import hmac
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from engine import consent
 from engine.compile import Retailer
 from engine.connections import Connections
 from engine.metrics import CONTENT_TYPE, Metrics
@@ -87,6 +91,32 @@ def create_app(*, store: Store, retailers: dict[str, Retailer], connections: dic
         return JSONResponse({"status": status, "webhook_id": receipt.id, "duplicate": receipt.duplicate,
                              "entities": len(entity_ids)}, status_code=202)
 
+    async def klaviyo_webhook(request: Request) -> Response:
+        name = request.path_params["retailer"]
+        try:
+            if name not in retailers:
+                raise _Rejected(404, "unknown_retailer", f"no retailer named {name!r}")
+            body = await _read_body(request)
+            conn = connections[name]
+            if consent.is_system_webhook(request.headers):
+                event_type = "klaviyo.system"
+                unsubscribes = consent.verify_system(body, request.headers, conn.klaviyo_system_secret,
+                                                     now=time.time())
+            else:
+                event_type = "klaviyo.flow"
+                unsubscribes = consent.verify_flow(body, request.headers, conn.klaviyo_flow_secret)
+        except (_Rejected, consent.Refused) as exc:
+            metrics.rejected.labels(exc.reason).inc()
+            return JSONResponse({"error": exc.reason, "detail": str(exc)}, status_code=exc.status)
+        receipt, new = await asyncio.to_thread(store.record_unsubscribes, retailer=name, event_type=event_type,
+                                               body=body, unsubscribes=unsubscribes, now=time.time())
+        if not receipt.duplicate:
+            metrics.received.labels(name, "klaviyo").inc()
+        if new and worker is not None:
+            worker.wake()
+        return JSONResponse({"status": "accepted", "webhook_id": receipt.id, "duplicate": receipt.duplicate,
+                             "unsubscribes": len(unsubscribes), "new": new}, status_code=202)
+
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -117,6 +147,7 @@ def create_app(*, store: Store, retailers: dict[str, Retailer], connections: dic
 
     routes: list[BaseRoute] = [
         Route("/webhooks/storis/{retailer}", storis_webhook, methods=["POST"]),
+        Route("/webhooks/klaviyo/{retailer}", klaviyo_webhook, methods=["POST"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint),

@@ -29,6 +29,8 @@ class Connections:
     klaviyo_base_url: str
     klaviyo_api_key: str | None = field(repr=False)
     klaviyo_revision: str
+    klaviyo_system_secret: str | None = field(default=None, repr=False)
+    klaviyo_flow_secret: str | None = field(default=None, repr=False)
 
     @property
     def dry_run(self) -> bool:
@@ -68,4 +70,6 @@ def resolve(retailer: Retailer, env: Mapping[str, str] | None = None) -> Connect
         storis_client_secret=read(storis.get("client_secret_env")),
         klaviyo_base_url=base_url.rstrip("/"), klaviyo_api_key=read(klaviyo.get("api_key_env")),
         klaviyo_revision=str(klaviyo.get("revision", "2026-07-15")),
+        klaviyo_system_secret=read(retailer.consent.system_secret_env) if retailer.consent else None,
+        klaviyo_flow_secret=read(retailer.consent.flow_secret_env) if retailer.consent else None,
     )

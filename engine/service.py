@@ -85,6 +85,7 @@ def demo_environment(base_url: str) -> dict[str, str]:
         "DEMO_STORIS_CLIENT_SECRET": "demo-secret",
         "DEMO_KLAVIYO_URL": f"{base_url}/fake/klaviyo",
         "DEMO_KLAVIYO_API_KEY": "pk_demo",
+        "DEMO_KLAVIYO_WEBHOOK_SECRET": "demo-klaviyo-secret",
     }
 
 

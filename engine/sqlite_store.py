@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from engine.sqlite_consent import MIGRATION as CONSENT_MIGRATION
+from engine.sqlite_consent import ConsentTables
 from engine.store import (
     ATTEMPT_BODY_LIMIT,
     EVENT_STATUSES,
@@ -103,6 +105,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # is_writable() writes here and rolls back.
         "CREATE TABLE probe (id INTEGER PRIMARY KEY)",
     ),
+    CONSENT_MIGRATION,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -127,7 +130,7 @@ _DEAD_WEBHOOK = """(
                WHERE j.webhook_id = w.id AND e.status = 'dead'))"""
 
 
-class SqliteStore:
+class SqliteStore(ConsentTables):
     """A ``Store`` in one SQLite file. Use ``SqliteStore.open(path)``; safe to share between threads."""
 
     def __init__(self, db: sqlite3.Connection, path: Path) -> None:
@@ -374,8 +377,10 @@ class SqliteStore:
                 "SELECT e.id, e.retailer, j.webhook_id, j.entity_id, e.metric, e.last_error, e.updated_at"
                 " FROM events e LEFT JOIN jobs j ON j.id = e.job_id"
                 " WHERE e.status = 'dead' AND e.updated_at <= ?", (cutoff,)).fetchall()
+            consent = self._consent_dead_letters(db, cutoff)
         letters = [DeadLetter("job", i, r, w, en, None, err, at) for i, r, w, en, err, at in jobs]
         letters += [DeadLetter("event", *row) for row in events]
+        letters += consent
         return sorted(letters, key=lambda d: (d.dead_at, d.kind, d.id))
 
     def is_writable(self) -> bool:

@@ -51,6 +51,42 @@ class IncomingWebhook:
 
 
 @dataclass(frozen=True)
+class NewUnsubscribe:
+    """Someone Klaviyo reports unsubscribed; ``key`` names the report so a repeat is skipped."""
+
+    key: str
+    email: str | None
+    profile_id: str | None
+    customer_id: str | None
+
+
+@dataclass(frozen=True)
+class UnsubscribeTask:
+    """A claimed unsubscribe: find the STORIS customer and mark them not OK to solicit."""
+
+    id: int
+    retailer: str
+    key: str
+    email: str | None
+    profile_id: str | None
+    customer_id: str | None
+    attempts: int
+
+
+@dataclass(frozen=True)
+class SubscriptionTask:
+    """A claimed purchase subscription to a Klaviyo list."""
+
+    id: int
+    retailer: str
+    list_id: str
+    email: str
+    phone_number: str | None
+    customer_id: str | None
+    attempts: int
+
+
+@dataclass(frozen=True)
 class WebhookReceipt:
     id: int
     duplicate: bool
@@ -148,9 +184,9 @@ class EventView:
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """A dead job (``metric`` None) or a dead event; ``dead_at`` is when it was given up."""
+    """A dead job (``metric`` None), event, unsubscribe or list subscription; ``dead_at`` is when it was given up."""
 
-    kind: Literal["job", "event"]
+    kind: Literal["job", "event", "unsubscribe", "subscription"]
     id: int
     retailer: str
     webhook_id: int | None
@@ -216,6 +252,41 @@ class Store(Protocol):
 
     def is_writable(self) -> bool:
         """Whether a write would succeed now (for /readyz); never raises."""
+
+    def record_unsubscribes(self, *, retailer: str, event_type: str, body: bytes,
+                            unsubscribes: list[NewUnsubscribe], now: float) -> tuple[WebhookReceipt, int]:
+        """Store a Klaviyo webhook and its unsubscribes durably, in one commit; (receipt, how many were new).
+        An unsubscribe whose key was stored before is skipped."""
+
+    def claim_unsubscribes(self, *, limit: int, now: float, lease_seconds: float) -> list[UnsubscribeTask]:
+        """Lease up to ``limit`` due unsubscribes."""
+
+    def complete_unsubscribe(self, task_id: int, *, email: str | None, customer_id: str | None, note: str,
+                             now: float) -> None:
+        """Mark done and add the person to the retailer's suppression list."""
+
+    def fail_unsubscribe(self, task_id: int, *, error: str, retry_at: float | None, now: float) -> None:
+        """Schedule a retry at ``retry_at``, or dead-letter when it is None."""
+
+    def is_suppressed(self, retailer: str, *, email: str | None, customer_id: str | None) -> bool:
+        """Whether the retailer's suppression list holds this email or STORIS customer."""
+
+    def queue_subscription(self, *, retailer: str, list_id: str, email: str, phone_number: str | None,
+                           customer_id: str | None, now: float) -> bool:
+        """Queue a list subscription; False when one for this list and email exists already."""
+
+    def claim_subscriptions(self, *, limit: int, now: float, lease_seconds: float) -> list[SubscriptionTask]:
+        """Lease up to ``limit`` due subscriptions."""
+
+    def finish_subscriptions(self, ids: list[int], *, status: str, now: float) -> None:
+        """``status`` "done" (Klaviyo accepted) or "suppressed" (not sent: the person may not be contacted)."""
+
+    def fail_subscriptions(self, ids: list[int], *, status: int | None, error: str, retry_at: float | None,
+                           now: float) -> None:
+        """Schedule a retry at ``retry_at``, or dead-letter when it is None."""
+
+    def consent_counts(self) -> dict[str, dict[str, int]]:
+        """``{"unsubscribes": {status: n}, "subscriptions": {...}, "suppressions": {"total": n}}``."""
 
     def close(self) -> None:
         """Release the store; it cannot be used afterwards."""

@@ -24,6 +24,7 @@ import httpx
 from engine.apply import map_record
 from engine.compile import Retailer
 from engine.connections import Connections
+from engine.consent_worker import ConsentWork
 from engine.errors import DeliveryError, MappingError, RetryableDeliveryError
 from engine.klaviyo import KlaviyoClient, plan_bulk_jobs
 from engine.metrics import Metrics
@@ -60,6 +61,9 @@ class Worker:
         self._wake = asyncio.Event()
         self._storis: dict[str, StorisClient] = {}
         self._klaviyo: dict[str, KlaviyoClient] = {}
+        self.consent = ConsentWork(store=store, retailers=retailers, connections=connections,
+                                   storis=self._storis_client, klaviyo=self._klaviyo_client,
+                                   retry=self.settings.retry, lease_seconds=self.settings.lease_seconds, clock=clock)
 
     def wake(self) -> None:
         """New work was stored: look now rather than at the next poll."""
@@ -85,10 +89,12 @@ class Worker:
             await self.close()
 
     async def run_once(self) -> bool:
-        """One round of fetching/mapping and one of delivering; True when there was anything to do."""
+        """One round of each duty (fetch and map, deliver, unsubscribe, subscribe); True when any had work."""
         jobs = await self.process_jobs()
         events = await self.deliver()
-        return bool(jobs or events)
+        unsubscribes = await self.consent.process_unsubscribes()
+        subscriptions = await self.consent.deliver_subscriptions()
+        return bool(jobs or events or unsubscribes or subscriptions)
 
     async def close(self) -> None:
         for client in [*self._storis.values(), *self._klaviyo.values()]:
@@ -140,6 +146,8 @@ class Worker:
             # STORIS can announce an entity a moment before its API serves it.
             raise RetryableDeliveryError(f"STORIS returned no record for {job.entity_id} at {path}")
         result = map_record(retailer, job.event_type, record)
+        # Before the job completes: if we crash in between, the job runs again and queueing is idempotent.
+        await self.consent.after_mapping(retailer, record, result)
         dry_run = self.connections[job.retailer].dry_run
         events = [NewEvent(job.retailer, e.metric, e.unique_id, e.body, dry_run) for e in result.events]
         skipped = [NewSkip(s.metric, s.unique_id, s.reason) for s in result.skipped]

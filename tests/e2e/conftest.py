@@ -38,6 +38,9 @@ API_KEY = "pk_e2e_account"
 STARTUP_SECONDS = 20.0
 # Orders the fake STORIS serves besides the demo records: copies of the demo sale, for webhooks with many entities.
 MANY_ORDERS = tuple(f"30000{n:02d}" for n in range(1, 11))
+# A copy of the demo sale whose customer STORIS says is not OK to solicit.
+NOT_OK_ORDER = "3100001"
+KLAVIYO_WEBHOOK_SECRET = "e2e-klaviyo-secret"
 
 T = TypeVar("T")
 
@@ -127,6 +130,13 @@ class FakeKlaviyo:
         """Every API request in arrival order: t, method, path, status, key (last 4 characters)."""
         return httpx.get(f"{self.url}/_requests", timeout=5).json()
 
+    def subscriptions(self) -> list[dict[str, Any]]:
+        """Every profile subscribed to a list: t, list_id, email, phone_number, consent."""
+        return httpx.get(f"{self.url}/_subscriptions", timeout=5).json()
+
+    def profiles(self) -> list[dict[str, Any]]:
+        return httpx.get(f"{self.url}/_profiles", timeout=5).json()
+
     def event_posts(self) -> list[dict[str, Any]]:
         return [r for r in self.requests() if r["method"] == "POST" and r["path"].rstrip("/") == "/api/events"]
 
@@ -143,6 +153,10 @@ class FakeStoris:
 
     def fail(self, **spec: Any) -> None:
         httpx.post(f"{self.url}/_fail", json=spec, timeout=5).raise_for_status()
+
+    def writes(self) -> list[dict[str, Any]]:
+        """Every write request received: t, method, path, body."""
+        return httpx.get(f"{self.url}/_requests", timeout=5).json()
 
 
 class Fakes:
@@ -163,6 +177,7 @@ class Fakes:
             "DEMO_STORIS_CLIENT_SECRET": "e2e-client-secret",
             "DEMO_KLAVIYO_URL": self.klaviyo.url,
             "DEMO_KLAVIYO_API_KEY": API_KEY,
+            "DEMO_KLAVIYO_WEBHOOK_SECRET": KLAVIYO_WEBHOOK_SECRET,
         }
 
 
@@ -182,6 +197,15 @@ class Service:
         if secret is not None:
             sent["X-Webhook-Secret"] = secret
         return httpx.post(f"{self.url}/webhooks/storis/{retailer}", content=content, headers=sent, timeout=10)
+
+    def post_klaviyo(self, body: bytes, headers: dict[str, str], *, retailer: str = "demo") -> httpx.Response:
+        """POST to the Klaviyo webhook route with exactly ``headers`` (plus the JSON content type)."""
+        return httpx.post(f"{self.url}/webhooks/klaviyo/{retailer}", content=body,
+                          headers={"Content-Type": "application/json", **headers}, timeout=10)
+
+    def consent_counts(self) -> dict[str, dict[str, int]]:
+        with SqliteStore.open(self.db) as store:
+            return store.consent_counts()
 
     def kill(self) -> None:
         self.process.kill()
@@ -234,6 +258,9 @@ def records_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         shutil.copy(path, folder / path.name)
     sale = json.loads((DEMO_RECORDS / "orders-detail.sale.json").read_text(encoding="utf-8"))["data"]["orders"][0]
     orders = [{**sale, "id": order_id} for order_id in MANY_ORDERS]
+    orders.append({**sale, "id": NOT_OK_ORDER, "customer": {**sale["customer"], "id": "0000509999",
+                                                              "emailAddress": "no.thanks@example.com",
+                                                              "okToSolicit": False}})
     document = {"success": True, "message": None, "data": {"orders": orders}}
     (folder / "orders-detail.many.json").write_text(json.dumps(document), encoding="utf-8")
     return folder
@@ -275,6 +302,11 @@ def klaviyo(fakes: Fakes) -> FakeKlaviyo:
 
 
 @pytest.fixture
+def storis(fakes: Fakes) -> FakeStoris:
+    return fakes.storis
+
+
+@pytest.fixture
 def start_service(fakes: Fakes, tmp_path: Path) -> Iterator[Callable[..., Service]]:
     """``start_service(**env)`` starts ``engine serve`` on a new SQLite file; ``env`` adds or overrides variables."""
     started: list[Process] = []
@@ -283,8 +315,8 @@ def start_service(fakes: Fakes, tmp_path: Path) -> Iterator[Callable[..., Servic
         index = len(started)
         process = Process("engine serve", [sys.executable, "-m", "engine.cli", "serve", "--db",
                                            str(tmp_path / f"engine-{index}.sqlite3")],
-                          env=_child_env(**fakes.demo_env(), ENGINE_POLL_SECONDS="0.1", ENGINE_RETRY_BASE="0.1",
-                                         **env),
+                          env=_child_env(**{**fakes.demo_env(), "ENGINE_POLL_SECONDS": "0.1",
+                                            "ENGINE_RETRY_BASE": "0.1", **env}),
                           log=tmp_path / f"serve-{index}.log", ready_path="/healthz")
         started.append(process)
         process.start()
