@@ -16,7 +16,7 @@ from datetime import datetime
 
 import uvicorn
 
-from engine import service
+from engine import logs, service
 from engine.apply import map_record
 from engine.errors import ConfigError, DeliveryError, MappingError
 from engine.preview import dumps
@@ -25,9 +25,7 @@ from engine.worker import Worker
 
 
 def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # httpx logs every request at INFO; the worker reports what matters itself.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logs.configure()
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -99,6 +97,10 @@ def replay(args: argparse.Namespace) -> int:
         return asyncio.run(_print_replay(running, webhooks))
     for webhook in webhooks:
         running.store.requeue_webhook(webhook.id, now=time.time())
+    if args.status == "dead":
+        unsubscribes, subscriptions = running.store.requeue_dead_consent(args.retailer, now=time.time())
+        print(f"{unsubscribes} dead unsubscribe(s) and {subscriptions} dead list subscription(s) to retry",
+              file=sys.stderr)
     work = Worker(store=running.store, retailers=running.retailers, connections=running.connections,
                   settings=settings)
     return asyncio.run(_drain(work, running, args.timeout))

@@ -40,7 +40,3 @@ def mask_email(email: str) -> str:
     local, _, domain = email.partition("@")
     return f"{local[:1]}***@{domain}" if domain else "***"
 
-
-def mask_phone(phone: str) -> str:
-    """For logs: ``+12395550142`` -> ``+*******0142``."""
-    return phone[:1] + "*" * max(len(phone) - 5, 0) + phone[-4:]

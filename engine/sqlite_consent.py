@@ -162,6 +162,13 @@ class ConsentTables:
                 + [DeadLetter("subscription", i, r, None, f"list {lst}", None, err, at)
                    for i, r, lst, err, at in subscriptions])
 
+    def requeue_dead_consent(self, retailer: str, *, now: float) -> tuple[int, int]:
+        with self._transaction("requeue consent") as db:
+            counts = tuple(db.execute(f"UPDATE {table} SET status = 'pending', attempts = 0, next_attempt_at = ?,"
+                                      " updated_at = ? WHERE retailer = ? AND status = 'dead'",
+                                      (now, now, retailer)).rowcount for table in ("unsubscribes", "subscriptions"))
+        return counts[0], counts[1]
+
     def consent_counts(self) -> dict[str, dict[str, int]]:
         result: dict[str, dict[str, int]] = {}
         with self._transaction("count consent", write=False) as db:

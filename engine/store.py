@@ -285,6 +285,9 @@ class Store(Protocol):
                            now: float) -> None:
         """Schedule a retry at ``retry_at``, or dead-letter when it is None."""
 
+    def requeue_dead_consent(self, retailer: str, *, now: float) -> tuple[int, int]:
+        """Dead unsubscribes and subscriptions of ``retailer`` become due again; (unsubscribes, subscriptions)."""
+
     def consent_counts(self) -> dict[str, dict[str, int]]:
         """``{"unsubscribes": {status: n}, "subscriptions": {...}, "suppressions": {"total": n}}``."""
 

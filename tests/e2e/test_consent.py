@@ -160,3 +160,17 @@ def test_a_403_on_subscription_is_dead_lettered_naming_the_scopes(start_service,
         [letter] = store.dead_letters_older_than(0, now=time.time())
     assert letter.kind == "subscription"
     assert "(403)" in letter.error and "needs the scopes lists:write, profiles:write, subscriptions:write" in letter.error
+
+
+def test_a_dead_subscription_is_replayed_once_the_key_has_the_scopes(start_service, serve, wait_for):
+    keys = {API_KEY: {"events:write", "profiles:read"}}
+    with serve(fake_klaviyo.create_app(keys=keys)) as klaviyo_url:
+        service = start_service(DEMO_KLAVIYO_URL=klaviyo_url)
+        accepted(service.post(SALE))
+        wait_for(lambda: service.consent_counts()["subscriptions"]["dead"] == 1, "the subscription dead-lettered")
+        service.stop()
+        keys[API_KEY] |= {"lists:write", "profiles:write", "subscriptions:write"}
+        result = service.engine("replay", "--retailer", "demo", "--status", "dead")
+        assert "1 dead list subscription(s) to retry" in result.stderr
+        assert service.consent_counts()["subscriptions"]["done"] == 1
+        assert [s["email"] for s in httpx.get(f"{klaviyo_url}/_subscriptions").json()] == [EMAIL]
