@@ -50,12 +50,18 @@ def compile_value(spec: Any, path: JsonPath, compiler: Compiler) -> Value | None
     """The function computing ``spec``, or None when it has problems (already reported to ``compiler``)."""
     if isinstance(spec, str):
         getter = compiler.expression(spec, path)
-        return None if getter is None else _guard_getter(getter, path, compiler)
+        return None if getter is None else _compose(path, compiler, getter=getter)
     if not isinstance(spec, dict):
         return None
-    core = _source(spec, path, compiler)
-    if core is None:
-        return None
+    getter = source = None
+    if "path" in spec:
+        getter = compiler.expression(spec["path"], (*path, "path"))
+        if getter is None:
+            return None
+    else:
+        source = _source(spec, path, compiler)
+        if source is None:
+            return None
     rules: list[Callable[[Any], Any]] = []
     if spec.get("date"):
         rule = compiler.date_rule(spec["date"], (*path, "date"))
@@ -67,23 +73,52 @@ def compile_value(spec: Any, path: JsonPath, compiler: Compiler) -> Value | None
     if isinstance(spec.get("lookup"), dict):
         table = dict(spec["lookup"])
         rules.append(lambda item: table.get(item, item) if isinstance(item, str) else item)
-    value = _with_rules(core, tuple(rules)) if rules else core
-    if spec.get("list"):
-        value = _as_list(value, spec["list"] if isinstance(spec["list"], dict) else {})
-    if "default" in spec:
-        value = _with_default(value, spec["default"])
+    condition = None
     if "when" in spec:
         condition = compiler.expression(spec["when"], (*path, "when"))
         if condition is None:
             return None
-        value = _when(condition, value)
-    return _guard(value, path, compiler)
+    list_options = spec.get("list")
+    return _compose(path, compiler, getter=getter, source=source, rules=tuple(rules),
+                    list_options=(list_options if isinstance(list_options, dict) else {}) if list_options else None,
+                    has_default="default" in spec, default=spec.get("default"), condition=condition)
+
+
+def _compose(path: JsonPath, compiler: Compiler, *, getter: jmes.Getter | None = None, source: Value | None = None,
+             rules: tuple[Callable[[Any], Any], ...] = (), list_options: dict | None = None,
+             has_default: bool = False, default: Any = None, condition: jmes.Getter | None = None) -> Value:
+    """One closure for the whole value: source, rules, list, default and when, in that order.
+
+    Values are the hot path (a few hundred per order), so the steps are flags tested inline rather than
+    closures wrapping closures. A failure names the mapping path and the line that declared it."""
+    name, where = _origin(path, compiler)
+    as_list = list_options is not None
+    flatten, compact, dedupe = ((list_options.get("flatten", True), list_options.get("compact", True),
+                                 list_options.get("dedupe", True)) if list_options is not None else (0, 0, 0))
+
+    def value(scope: Any, record: Any) -> Any:
+        if condition is not None and jmes.is_false(condition(scope)):
+            return MISSING
+        try:
+            result = getter(scope) if getter is not None else source(scope, record)  # type: ignore[misc]
+            if rules:
+                result = _apply_rules(result, rules)
+            if as_list:
+                result = _listify(result, flatten, compact, dedupe)
+        except MappingError as exc:
+            exc.context.setdefault("path", name)
+            exc.context.setdefault("line", where)
+            raise
+        except _FAILURES as exc:
+            raise MappingError(f"{type(exc).__name__}: {exc}", path=name, line=where) from exc
+        if result is None or (result.__class__ is list and not result):
+            return default if has_default else MISSING
+        return result
+
+    return value
 
 
 def _source(spec: dict, path: JsonPath, compiler: Compiler) -> Value | None:
-    if "path" in spec:
-        getter = compiler.expression(spec["path"], (*path, "path"))
-        return None if getter is None else _from_getter(getter)
     if "template" in spec:
         template = compiler.template(spec["template"], (*path, "template"))
         return None if template is None else (lambda scope, record: render(template, scope))
@@ -93,10 +128,6 @@ def _source(spec: dict, path: JsonPath, compiler: Compiler) -> Value | None:
     if "each" in spec:
         return _each(spec, path, compiler)
     return lambda scope, record: None
-
-
-def _from_getter(getter: jmes.Getter) -> Value:
-    return lambda scope, record: getter(scope)
 
 
 def _each(spec: dict, path: JsonPath, compiler: Compiler) -> Value | None:
@@ -149,107 +180,48 @@ def build_object(fields: Fields, scope: Any, record: Any) -> dict[str, Any]:
     return out
 
 
-def _with_rules(core: Value, rules: tuple[Callable[[Any], Any], ...]) -> Value:
-    def apply(item: Any) -> Any:
-        for rule in rules:
-            item = rule(item)
-        return item
+def _apply_rules(result: Any, rules: tuple[Callable[[Any], Any], ...]) -> Any:
+    """Each rule on each value (on every element of a list); null and empty strings stay unknown."""
+    if result is None or result == "":
+        return None
+    if result.__class__ is list:
+        out = []
+        for item in result:
+            if item is not None and item != "":
+                for rule in rules:
+                    item = rule(item)
+                out.append(item)
+        return out
+    for rule in rules:
+        result = rule(result)
+    return result
 
-    def ruled(scope: Any, record: Any) -> Any:
-        result = core(scope, record)
-        if result is None or result == "":
-            return None
-        if isinstance(result, list):
-            return [apply(item) for item in result if item is not None and item != ""]
-        return apply(result)
 
-    return ruled
-
-
-def _as_list(core: Value, options: dict) -> Value:
-    flatten = options.get("flatten", True)
-    compact = options.get("compact", True)
-    dedupe = options.get("dedupe", True)
-
-    def as_list(scope: Any, record: Any) -> Any:
-        result = core(scope, record)
-        items = result if result.__class__ is list else [result]
-        if flatten and any(item.__class__ is list for item in items):
-            flat: list[Any] = []
+def _listify(result: Any, flatten: bool, compact: bool, dedupe: bool) -> list[Any]:
+    items = result if result.__class__ is list else [result]
+    if flatten and any(item.__class__ is list for item in items):
+        flat: list[Any] = []
+        for item in items:
+            if item.__class__ is list:
+                flat.extend(item)
+            else:
+                flat.append(item)
+        items = flat
+    if compact:
+        items = [item for item in items if item is not None and item != ""]
+    if dedupe:
+        try:
+            items = list(dict.fromkeys(items))
+        except TypeError:  # objects in the list: compare them by their text
+            seen: set[str] = set()
+            unique = []
             for item in items:
-                if item.__class__ is list:
-                    flat.extend(item)
-                else:
-                    flat.append(item)
-            items = flat
-        if compact:
-            items = [item for item in items if item is not None and item != ""]
-        if dedupe:
-            try:
-                items = list(dict.fromkeys(items))
-            except TypeError:  # objects in the list: compare them by their text
-                seen: set[str] = set()
-                unique = []
-                for item in items:
-                    key = repr(item)
-                    if key not in seen:
-                        seen.add(key)
-                        unique.append(item)
-                items = unique
-        return items
-
-    return as_list
-
-
-def _with_default(core: Value, default: Any) -> Value:
-    def defaulted(scope: Any, record: Any) -> Any:
-        result = core(scope, record)
-        return default if result is None or result == [] or result is MISSING else result
-
-    return defaulted
-
-
-def _when(condition: jmes.Getter, core: Value) -> Value:
-    def guarded(scope: Any, record: Any) -> Any:
-        return MISSING if jmes.is_false(condition(scope)) else core(scope, record)
-
-    return guarded
-
-
-def _guard(core: Value, path: JsonPath, compiler: Compiler) -> Value:
-    """Unknown values are left out; a failure names the mapping path and the line that declared it."""
-    name, where = _origin(path, compiler)
-
-    def guarded(scope: Any, record: Any) -> Any:
-        try:
-            result = core(scope, record)
-        except MappingError as exc:
-            exc.context.setdefault("path", name)
-            exc.context.setdefault("line", where)
-            raise
-        except _FAILURES as exc:
-            raise MappingError(f"{type(exc).__name__}: {exc}", path=name, line=where) from exc
-        if result is None or (result.__class__ is list and not result):
-            return MISSING
-        return result
-
-    return guarded
-
-
-def _guard_getter(getter: jmes.Getter, path: JsonPath, compiler: Compiler) -> Value:
-    """``_guard`` for a bare expression, the most common value, without the extra call layer."""
-    name, where = _origin(path, compiler)
-
-    def guarded(scope: Any, record: Any) -> Any:
-        try:
-            result = getter(scope)
-        except _FAILURES as exc:
-            raise MappingError(f"{type(exc).__name__}: {exc}", path=name, line=where) from exc
-        if result is None or (result.__class__ is list and not result):
-            return MISSING
-        return result
-
-    return guarded
+                key = repr(item)
+                if key not in seen:
+                    seen.add(key)
+                    unique.append(item)
+            items = unique
+    return items
 
 
 _FAILURES = (JMESPathError, TemplateError, ValueError, TypeError)
