@@ -33,6 +33,7 @@ from engine.store import EventRow, Job, NewEvent, NewSkip, Store
 from engine.storis import StorisClient
 
 log = logging.getLogger("engine.worker")
+PIPELINED_BATCHES = 4
 
 
 @dataclass(frozen=True)
@@ -167,13 +168,31 @@ class Worker:
     # -- deliver ---------------------------------------------------------------------------------------
 
     async def deliver(self) -> int:
-        rows = await asyncio.to_thread(self.store.claim_events, limit=self.settings.batch, now=self._clock(),
+        """Deliver due events, a batch at a time; while one batch is out, the next is claimed and decoded.
+
+        At most ``PIPELINED_BATCHES`` batches per call, so a large backlog never starves new webhooks."""
+        delivered = 0
+        rows = await self._claim_events()
+        for round_ in range(PIPELINED_BATCHES):
+            if not rows:
+                break
+            sending = asyncio.create_task(self._deliver_batch(rows))
+            more = round_ < PIPELINED_BATCHES - 1 and len(rows) == self.settings.batch
+            upcoming = await self._claim_events() if more else []
+            await sending
+            delivered += len(rows)
+            rows = upcoming
+        return delivered
+
+    async def _claim_events(self) -> list[EventRow]:
+        return await asyncio.to_thread(self.store.claim_events, limit=self.settings.batch, now=self._clock(),
                                        lease_seconds=self.settings.lease_seconds)
+
+    async def _deliver_batch(self, rows: list[EventRow]) -> None:
         by_retailer: dict[str, list[EventRow]] = defaultdict(list)
         for row in rows:
             by_retailer[row.retailer].append(row)
         await asyncio.gather(*(self._deliver_for(retailer, group) for retailer, group in by_retailer.items()))
-        return len(rows)
 
     async def _deliver_for(self, retailer: str, rows: list[EventRow]) -> None:
         client = self._klaviyo_client(retailer)
