@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from engine import store_thread
 from engine import consent
 from engine.compile import Retailer
 from engine.connections import Connections
@@ -108,7 +109,7 @@ def create_app(*, store: Store, retailers: dict[str, Retailer], connections: dic
         except (_Rejected, consent.Refused) as exc:
             metrics.rejected.labels(exc.reason).inc()
             return JSONResponse({"error": exc.reason, "detail": str(exc)}, status_code=exc.status)
-        receipt, new = await asyncio.to_thread(store.record_unsubscribes, retailer=name, event_type=event_type,
+        receipt, new = await store_thread.run(store.record_unsubscribes, retailer=name, event_type=event_type,
                                                body=body, unsubscribes=unsubscribes, now=time.time())
         if not receipt.duplicate:
             metrics.received.labels(name, "klaviyo").inc()
@@ -121,13 +122,13 @@ def create_app(*, store: Store, retailers: dict[str, Retailer], connections: dic
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
-        writable = await asyncio.to_thread(store.is_writable)
+        writable = await store_thread.run(store.is_writable)
         ready = writable and bool(retailers)
         return JSONResponse({"status": "ready" if ready else "not ready", "store_writable": writable,
                              "retailers": sorted(retailers)}, status_code=200 if ready else 503)
 
     async def metrics_endpoint(request: Request) -> Response:
-        counts = await asyncio.to_thread(store.counts)
+        counts = await store_thread.run(store.counts)
         depth = {"jobs": counts.get("jobs", {}).get("pending", 0),
                  "events": counts.get("events", {}).get("pending", 0)}
         return Response(metrics.render(lambda: depth), media_type=CONTENT_TYPE)

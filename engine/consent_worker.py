@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+from engine import store_thread
 from engine.apply import Result
 from engine.compile import Retailer
 from engine.connections import Connections
@@ -64,15 +65,15 @@ class ConsentWork:
         if consent.ok_to_solicit is None or consent.ok_to_solicit(record) is not True:
             log.info("not subscribing %s: STORIS does not say OK to solicit", who)
             return
-        if await asyncio.to_thread(self.store.is_suppressed, retailer.name, email=email, customer_id=customer):
+        if await store_thread.run(self.store.is_suppressed, retailer.name, email=email, customer_id=customer):
             log.info("not subscribing %s: unsubscribed before (suppression list)", who)
             return
-        await asyncio.to_thread(self.store.queue_subscription, retailer=retailer.name, list_id=consent.list_id,
+        await store_thread.run(self.store.queue_subscription, retailer=retailer.name, list_id=consent.list_id,
                                 email=email, phone_number=profile.get("phone_number"), customer_id=customer,
                                 now=self._clock())
 
     async def deliver_subscriptions(self) -> int:
-        tasks = await asyncio.to_thread(self.store.claim_subscriptions, limit=MAX_BULK_PROFILES * 5,
+        tasks = await store_thread.run(self.store.claim_subscriptions, limit=MAX_BULK_PROFILES * 5,
                                         now=self._clock(), lease_seconds=self._lease)
         groups: dict[tuple[str, str], list[SubscriptionTask]] = defaultdict(list)
         for task in tasks:
@@ -84,11 +85,11 @@ class ConsentWork:
     async def _subscribe(self, retailer: str, list_id: str, tasks: list[SubscriptionTask]) -> None:
         allowed, suppressed = [], []
         for task in tasks:
-            blocked = await asyncio.to_thread(self.store.is_suppressed, retailer, email=task.email,
+            blocked = await store_thread.run(self.store.is_suppressed, retailer, email=task.email,
                                               customer_id=task.customer_id)
             (suppressed if blocked else allowed).append(task)
         if suppressed:
-            await asyncio.to_thread(self.store.finish_subscriptions, [t.id for t in suppressed], status="suppressed",
+            await store_thread.run(self.store.finish_subscriptions, [t.id for t in suppressed], status="suppressed",
                                     now=self._clock())
         for start in range(0, len(allowed), MAX_BULK_PROFILES):
             chunk = allowed[start:start + MAX_BULK_PROFILES]
@@ -97,7 +98,7 @@ class ConsentWork:
             except DeliveryError as exc:
                 await self._subscription_failed(retailer, chunk, exc)
                 continue
-            await asyncio.to_thread(self.store.finish_subscriptions, [t.id for t in chunk], status="done",
+            await store_thread.run(self.store.finish_subscriptions, [t.id for t in chunk], status="done",
                                     now=self._clock())
 
     async def _subscription_failed(self, retailer: str, tasks: list[SubscriptionTask], exc: DeliveryError) -> None:
@@ -109,13 +110,13 @@ class ConsentWork:
             log.error(error)
         elif retry_at is None:
             log.error("%s: %d subscription(s) dead-lettered: %s", retailer, len(tasks), exc)
-        await asyncio.to_thread(self.store.fail_subscriptions, [t.id for t in tasks], status=exc.status,
+        await store_thread.run(self.store.fail_subscriptions, [t.id for t in tasks], status=exc.status,
                                 error=error, retry_at=retry_at, now=self._clock())
 
     # -- unsubscribes ------------------------------------------------------------------------------------
 
     async def process_unsubscribes(self) -> int:
-        tasks = await asyncio.to_thread(self.store.claim_unsubscribes, limit=200, now=self._clock(),
+        tasks = await store_thread.run(self.store.claim_unsubscribes, limit=200, now=self._clock(),
                                         lease_seconds=self._lease)
         for task in tasks:
             await self._unsubscribe(task)
@@ -126,12 +127,12 @@ class ConsentWork:
             email, customer, note = await self._mark_not_ok_to_solicit(task)
         except DeliveryError as exc:
             retry_at = self._retry_at(task.attempts, exc)
-            await asyncio.to_thread(self.store.fail_unsubscribe, task.id, error=str(exc), retry_at=retry_at,
+            await store_thread.run(self.store.fail_unsubscribe, task.id, error=str(exc), retry_at=retry_at,
                                     now=self._clock())
             log.warning("unsubscribe %s (%s): %s; %s", task.id, task.retailer, exc,
                         "will retry" if retry_at else "dead-lettered")
             return
-        await asyncio.to_thread(self.store.complete_unsubscribe, task.id, email=email, customer_id=customer,
+        await store_thread.run(self.store.complete_unsubscribe, task.id, email=email, customer_id=customer,
                                 note=note, now=self._clock())
         log.info("%s: %s unsubscribed in Klaviyo; STORIS customer %s marked not OK to solicit%s", task.retailer,
                  mask_email(email) if email else "someone", customer or "(none found)", f" ({note})" if note else "")

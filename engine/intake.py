@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from engine import store_thread
 from engine.store import IncomingWebhook, Store, WebhookReceipt
 
 MAX_BATCH = 256
@@ -33,7 +34,7 @@ class Intake:
         while self._waiting:
             batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
             try:
-                receipts = await asyncio.to_thread(self.store.record_webhooks, [w for w, _ in batch],
+                receipts = await store_thread.run(self.store.record_webhooks, [w for w, _ in batch],
                                                    now=time.time())
             except Exception as exc:  # noqa: BLE001 - every waiting request must hear of the failure
                 for _, future in batch:

@@ -50,6 +50,9 @@ LIMITS: Mapping[str, Limit] = MappingProxyType({
 
 BURST_SECONDS = 1.0
 STEADY_SECONDS = 60.0
+# Requests reach Klaviyo a little later than we send them, and not always equally late: a request sent
+# exactly one window after another may land inside the server's window. A margin absorbs that jitter.
+TRANSIT_MARGIN = 0.05
 
 
 class _Window:
@@ -65,9 +68,9 @@ class _Window:
     def wait(self, now: float) -> float:
         wait = 0.0
         if len(self.second) == self.second.maxlen:
-            wait = self.second[0] + BURST_SECONDS - now
+            wait = self.second[0] + BURST_SECONDS + TRANSIT_MARGIN - now
         if len(self.minute) == self.minute.maxlen:
-            wait = max(wait, self.minute[0] + STEADY_SECONDS - now)
+            wait = max(wait, self.minute[0] + STEADY_SECONDS + TRANSIT_MARGIN - now)
         return wait
 
     def record(self, now: float) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from engine import store_thread
 from engine.apply import map_record
 from engine.compile import Retailer
 from engine.connections import Connections
@@ -106,7 +107,7 @@ class Worker:
     # -- fetch and map ---------------------------------------------------------------------------------
 
     async def process_jobs(self) -> int:
-        jobs = await asyncio.to_thread(self.store.claim_jobs, limit=self.settings.batch, now=self._clock(),
+        jobs = await store_thread.run(self.store.claim_jobs, limit=self.settings.batch, now=self._clock(),
                                        lease_seconds=self.settings.lease_seconds)
         semaphore = asyncio.Semaphore(self.settings.concurrency)
 
@@ -122,15 +123,15 @@ class Worker:
             events, skipped = await self._map(job)
         except RetryableDeliveryError as exc:
             retry_at = self._retry_at(job.attempts, exc.retry_after)
-            await asyncio.to_thread(self.store.fail_job, job.id, error=str(exc), retry_at=retry_at, now=self._clock())
+            await store_thread.run(self.store.fail_job, job.id, error=str(exc), retry_at=retry_at, now=self._clock())
             log.warning("job %s (%s %s %s): %s; %s", job.id, job.retailer, job.event_type, job.entity_id, exc,
                         "will retry" if retry_at else "dead-lettered")
             return
         except (DeliveryError, MappingError) as exc:
-            await asyncio.to_thread(self.store.fail_job, job.id, error=str(exc), retry_at=None, now=self._clock())
+            await store_thread.run(self.store.fail_job, job.id, error=str(exc), retry_at=None, now=self._clock())
             log.error("job %s (%s %s %s) dead-lettered: %s", job.id, job.retailer, job.event_type, job.entity_id, exc)
             return
-        await asyncio.to_thread(self.store.complete_job, job.id, events=events, skipped=skipped, now=self._clock())
+        await store_thread.run(self.store.complete_job, job.id, events=events, skipped=skipped, now=self._clock())
         if events:
             self.wake()
 
@@ -185,7 +186,7 @@ class Worker:
         return delivered
 
     async def _claim_events(self) -> list[EventRow]:
-        return await asyncio.to_thread(self.store.claim_events, limit=self.settings.batch, now=self._clock(),
+        return await store_thread.run(self.store.claim_events, limit=self.settings.batch, now=self._clock(),
                                        lease_seconds=self.settings.lease_seconds)
 
     async def _deliver_batch(self, rows: list[EventRow]) -> None:
@@ -234,7 +235,7 @@ class Worker:
 
     async def _delivered(self, rows: list[EventRow], status: int) -> None:
         now = self._clock()
-        await asyncio.to_thread(self.store.mark_delivered, [row.id for row in rows], now=now, status=status)
+        await store_thread.run(self.store.mark_delivered, [row.id for row in rows], now=now, status=status)
         for row in rows:
             self.metrics.delivered.labels(row.retailer).inc()
             self.metrics.latency.observe(max(now - row.created_at, 0.0))
@@ -245,7 +246,7 @@ class Worker:
         now = self._clock()
         for row in rows:
             retry_at = self._retry_at(row.attempts, retry_after) if retryable else None
-            await asyncio.to_thread(self.store.record_failure, [row.id], now=now, status=exc.status,
+            await store_thread.run(self.store.record_failure, [row.id], now=now, status=exc.status,
                                     body=exc.body or str(exc), retry_at=retry_at)
             (self.metrics.retried if retry_at else self.metrics.dead).labels(row.retailer).inc()
             if retry_at is None:

@@ -267,7 +267,8 @@ def test_purchase_subscriptions_need_the_subscription_scopes(systems: Systems, m
     text = demo.read_text(encoding="utf-8")
     start = text.index("  subscribe_on_purchase:")
     demo.write_text(text[:start] + "\n".join(text[start:].splitlines()[3:]) + "\n", encoding="utf-8")
-    assert all(r.ok for r in doctor.run("demo", url=None, db=systems.db, folder=mappings))
+    results = doctor.run("demo", url=None, db=systems.db, folder=mappings)
+    assert all(r.ok for r in results), [r for r in results if not r.ok]
 
     monkeypatch.setenv("DEMO_KLAVIYO_API_KEY", "pk_full")
     assert all(r.ok for r in doctor.run("demo", url=None, db=systems.db, folder=mappings))
