@@ -15,6 +15,7 @@ run: $(INSTALLED)
 	$(BIN)/engine serve --demo
 
 test: $(INSTALLED)
+	$(BIN)/ruff check engine plugins server.py bench tests
 	$(BIN)/engine validate
 	$(BIN)/pytest
 

@@ -29,13 +29,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from engine import store_thread
-from engine import consent
+from engine import consent, store_thread
 from engine.compile import Retailer
 from engine.connections import Connections
+from engine.intake import Intake
 from engine.metrics import CONTENT_TYPE, Metrics
 from engine.paths import SCHEMAS
-from engine.intake import Intake
 from engine.store import IncomingWebhook, Store
 from engine.worker import Worker
 

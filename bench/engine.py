@@ -3,8 +3,8 @@
 The hand-written function is what an integrator would write for sunrise-patio's OrderWrittenSale without
 the engine: the same Klaviyo bodies, byte for byte (asserted). Both sides run the retailer's plugins
 (soft kits, catalog, review URLs) and the same normalisation and limit helpers, so the ratio measures the
-declarative layer itself. Run: `make bench`, or `python -m bench.engine --orders N` from the project folder (as a module, so that
-this file does not shadow the `engine` package).
+declarative layer itself. Run: `make bench`, or `python -m bench.engine --orders N` from the project folder
+(as a module, so that this file does not shadow the `engine` package).
 """
 
 from __future__ import annotations
@@ -125,7 +125,8 @@ def hand_written(retailer: Retailer, order: dict[str, Any], now: datetime) -> li
             "productName": line.get("productName") or line.get("description"), "brand": line.get("brand"),
             "category": (line.get("category") or {}).get("description"),
             "collections": _unique([line.get("collection")]), "productGroup": line.get("productGroup"),
-            "quantity": line.get("quantity"), "unitPrice": line.get("unitPrice"), "lineTotal": line.get("extendedPrice"),
+            "quantity": line.get("quantity"), "unitPrice": line.get("unitPrice"),
+            "lineTotal": line.get("extendedPrice"),
             "isKit": kit or False, "kitId": line.get("kitId"), "productUrl": line.get("productUrl"),
             "imageUrl": line.get("imageUrl"), "reviewUrl": line.get("reviewUrl"),
             "locationIds": _unique([line.get("locationId"), order["sellLocation"]["id"]])})

@@ -13,7 +13,6 @@ import sys
 import time
 from datetime import datetime
 
-
 import uvicorn
 
 from engine import logs, service
@@ -72,7 +71,8 @@ def events(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([row.__dict__ for row in rows], indent=2))
         return 0
-    header = f"{'id':>6}  {'retailer':<14} {'webhook':<28} {'entity':<12} {'metric':<22} {'status':<9} {'tries':>5}  last"
+    header = (f"{'id':>6}  {'retailer':<14} {'webhook':<28} {'entity':<12} {'metric':<22} {'status':<9} "
+              f"{'tries':>5}  last")
     print(header)
     for row in rows:
         last = f"{row.last_status or ''} {(row.last_error or '')[:60]}".strip()

@@ -59,7 +59,8 @@ def _describe(error: jsonschema.ValidationError, source: Source) -> Iterator[Pro
         unknown = [key for key in instance if key not in known] if isinstance(instance, dict) else []
         for name in error.validator_value:
             # A misspelt key is reported once, as unknown with a suggestion, not also as missing.
-            if isinstance(instance, dict) and name not in instance and not difflib.get_close_matches(name, unknown, n=1):
+            misspelt = difflib.get_close_matches(name, unknown, n=1)
+            if isinstance(instance, dict) and name not in instance and not misspelt:
                 yield _at(source, path, f"missing required key {name!r}", key=True)
         return
     if kind == "oneOf" and not isinstance(instance, dict):

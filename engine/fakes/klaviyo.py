@@ -470,7 +470,8 @@ def main(argv: list[str] | None = None) -> None:
     """Run the fake Klaviyo standalone under uvicorn."""
     import uvicorn
 
-    parser = argparse.ArgumentParser(prog="python -m engine.fakes.klaviyo", description="Run the fake Klaviyo API under uvicorn.")
+    parser = argparse.ArgumentParser(prog="python -m engine.fakes.klaviyo",
+                                     description="Run the fake Klaviyo API under uvicorn.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8801)
     parser.add_argument("--no-validation", action="store_true",

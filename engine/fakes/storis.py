@@ -320,7 +320,8 @@ def main(argv: list[str] | None = None) -> None:
     """Run the fake STORIS standalone under uvicorn."""
     import uvicorn
 
-    parser = argparse.ArgumentParser(prog="python -m engine.fakes.storis", description="Run the fake STORIS API under uvicorn.")
+    parser = argparse.ArgumentParser(prog="python -m engine.fakes.storis",
+                                     description="Run the fake STORIS API under uvicorn.")
     parser.add_argument("--records", type=Path, required=True, help="folder of STORIS Detail responses (*.json)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8802)

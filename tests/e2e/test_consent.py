@@ -38,7 +38,8 @@ def system(profile_id: str, *, webhook_id: str = "01WEBHOOK", header_id: str | N
         "meta": {"klaviyo_webhook_id": webhook_id, "version": "2026-07-15"},
         "data": [{"topic": UNSUBSCRIBE_TOPIC, "external_id": f"delivery-{profile_id}",
                   "payload": {"data": {"type": "event", "id": "01EVENT", "attributes": {},
-                                       "relationships": {"profile": {"data": {"type": "profile", "id": profile_id}}}}}}],
+                                       "relationships": {"profile": {"data": {"type": "profile",
+                                                                              "id": profile_id}}}}}}],
     }).encode()
     stamp = timestamp or formatdate(time.time(), usegmt=True)
     signature = hmac.new(secret.encode(), body + stamp.encode(), hashlib.sha256).hexdigest()
@@ -159,7 +160,8 @@ def test_a_403_on_subscription_is_dead_lettered_naming_the_scopes(start_service,
     with SqliteStore.open(service.db) as store:
         [letter] = store.dead_letters_older_than(0, now=time.time())
     assert letter.kind == "subscription"
-    assert "(403)" in letter.error and "needs the scopes lists:write, profiles:write, subscriptions:write" in letter.error
+    assert "(403)" in letter.error
+    assert "needs the scopes lists:write, profiles:write, subscriptions:write" in letter.error
 
 
 def test_a_dead_subscription_is_replayed_once_the_key_has_the_scopes(start_service, serve, wait_for):

@@ -177,7 +177,8 @@ def test_for_each_emits_one_event_per_element_in_order_and_when_gates_the_event(
     assert [(e.unique_id, e.body["data"]["attributes"]["value"]) for e in result.events] == [
         ("order:9:line:2", 5), ("order:9:line:1", 7)]
     assert result.events[0].body["data"]["attributes"]["properties"] == {"n": 2, "order": "9"}
-    assert map_record(plan, "OrderWrittenSale", {"id": "9", "email": "a@b.co", "lines": [{"n": 1}]}, now=NOW).events == []
+    single = {"id": "9", "email": "a@b.co", "lines": [{"n": 1}]}
+    assert map_record(plan, "OrderWrittenSale", single, now=NOW).events == []
 
 
 def test_body_shape_is_a_create_event_request(tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ from engine import jmes
 
 DOCUMENTS = [
     {"id": "1004417", "n": 0, "flag": False, "empty": "", "none": None, "zero": 0,
-     "customer": {"emailAddress": "a@b.co", "phones": [{"type": "Home", "number": "1"}, {"type": "Mobile", "number": "2"}]},
+     "customer": {"emailAddress": "a@b.co",
+                  "phones": [{"type": "Home", "number": "1"}, {"type": "Mobile", "number": "2"}]},
      "lines": [{"lineNumber": 1, "quantity": 4, "brand": "T", "tags": ["a", "b"], "price": 2.5},
                {"lineNumber": 2, "quantity": 1, "brand": None, "tags": [], "price": 10},
                {"lineNumber": 3, "quantity": 0, "brand": "S", "tags": ["b", ["c"]], "price": 0}],

@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 
 from engine.errors import DeliveryError, RetryableDeliveryError
-from engine.klaviyo import (DEFAULT_TIMEOUT, MAX_BULK_BYTES, KlaviyoClient, bulk_job, plan_bulk_jobs)
+from engine.klaviyo import DEFAULT_TIMEOUT, MAX_BULK_BYTES, KlaviyoClient, bulk_job, plan_bulk_jobs
 from engine.ratelimit import SHARED_LIMITERS, AccountLimiter
 
 pytestmark = pytest.mark.anyio

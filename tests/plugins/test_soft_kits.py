@@ -225,7 +225,7 @@ def orders(draw: st.DrawFn) -> list[dict[str, Any]]:
     specs.extend(("", f"LOOSE{n}", {}) for n in range(draw(st.integers(0, 3))))
     numbers = draw(st.permutations(list(range(1, len(specs) + 1))))
     lines = []
-    for number, (kit_id, product, soft_kit) in zip(numbers, specs):
+    for number, (_kit_id, product, soft_kit) in zip(numbers, specs):
         quantity = draw(st.integers(-2, 12))
         out: dict[str, Any] = {"lineNumber": number, "productId": product, "quantity": quantity,
                                "brand": f"brand of {product}", "softKit": soft_kit or None}
