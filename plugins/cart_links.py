@@ -11,9 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from engine.errors import ConfigError
 from engine.templates import Template
-from plugins.url_templates import compile_template, render
+from plugins.url_templates import render, template_param
 
 
 def add_cart_url(record: dict[str, Any], template: Template) -> dict[str, Any]:
@@ -32,10 +31,7 @@ class CartLinks:
     name: ClassVar[str] = "cart_links"
 
     def __init__(self, params: dict[str, Any], *, base_dir: Path) -> None:
-        unknown = sorted(set(params) - {"template"})
-        if unknown:
-            raise ConfigError(f"{unknown[0]}: unknown parameter (cart_links takes: template)")
-        self.template = compile_template(params.get("template"), param="template")
+        self.template = template_param(params, plugin=self.name)
 
     def apply(self, record: dict[str, Any]) -> dict[str, Any]:
         return add_cart_url(record, self.template)

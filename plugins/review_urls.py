@@ -10,9 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from engine.errors import ConfigError
 from engine.templates import Template
-from plugins.url_templates import compile_template, render
+from plugins.url_templates import render, template_param
 
 
 def add_review_urls(record: dict[str, Any], template: Template) -> dict[str, Any]:
@@ -38,10 +37,7 @@ class ReviewUrls:
     name: ClassVar[str] = "review_urls"
 
     def __init__(self, params: dict[str, Any], *, base_dir: Path) -> None:
-        unknown = sorted(set(params) - {"template"})
-        if unknown:
-            raise ConfigError(f"{unknown[0]}: unknown parameter (review_urls takes: template)")
-        self.template = compile_template(params.get("template"), param="template")
+        self.template = template_param(params, plugin=self.name)
 
     def apply(self, record: dict[str, Any]) -> dict[str, Any]:
         return add_review_urls(record, self.template)

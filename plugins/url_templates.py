@@ -49,6 +49,14 @@ def compile_template(source: Any, *, param: str) -> Template:
         raise ConfigError(f"{param}: template syntax error on line {exc.lineno}: {exc.message}") from exc
 
 
+def template_param(params: dict[str, Any], *, plugin: str) -> Template:
+    """The one parameter of a URL plugin, ``template``, compiled; anything else in ``params`` is a ConfigError."""
+    unknown = sorted(set(params) - {"template"})
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown parameter ({plugin} takes: template)")
+    return compile_template(params.get("template"), param="template")
+
+
 def render(template: Template, **context: Any) -> str:
     """Render a URL; surrounding whitespace (a YAML block scalar's trailing newline) is dropped."""
     return template.render(context).strip()
