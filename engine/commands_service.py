@@ -42,7 +42,8 @@ def serve(args: argparse.Namespace) -> int:
             logging.getLogger("engine").warning("%s: %s", name, problem)
     app = service.build_app(running, run_worker=not args.no_worker, demo_records=demo_records, settings=settings)
     logging.getLogger("engine").info("store %s; retailers %s", args.db, ", ".join(sorted(running.retailers)))
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=args.access_log)
+    # log_config=None: uvicorn logs through our handler too, so its lines are masked like ours.
+    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=args.access_log)
     return 0
 
 
