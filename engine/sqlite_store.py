@@ -223,21 +223,23 @@ class SqliteStore(ConsentTables):
         with self._transaction("record webhooks", durable=True) as db:
             for webhook in webhooks:
                 digest = hashlib.sha256(webhook.body).hexdigest()
-                row = db.execute("SELECT id FROM webhooks WHERE retailer = ? AND source = ? AND event_type = ?"
-                                 " AND sha256 = ?", (webhook.retailer, webhook.source, webhook.event_type,
-                                                     digest)).fetchone()
-                if row is not None:
-                    receipts.append(WebhookReceipt(id=row[0], duplicate=True))
-                    continue
                 entities = list(dict.fromkeys(webhook.entity_ids))
-                webhook_id = db.execute(
+                # One statement for the common case (new); a re-delivery inserts nothing and is looked up.
+                row = db.execute(
                     "INSERT INTO webhooks (retailer, source, event_type, sha256, body, entity_ids, status,"
-                    " received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    " received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (retailer, source, event_type, sha256) DO NOTHING RETURNING id",
                     (webhook.retailer, webhook.source, webhook.event_type, digest, webhook.body,
-                     json.dumps(entities), webhook.status, now)).lastrowid
+                     json.dumps(entities), webhook.status, now)).fetchone()
+                if row is None:
+                    [existing] = db.execute("SELECT id FROM webhooks WHERE retailer = ? AND source = ?"
+                                            " AND event_type = ? AND sha256 = ?",
+                                            (webhook.retailer, webhook.source, webhook.event_type, digest)).fetchone()
+                    receipts.append(WebhookReceipt(id=existing, duplicate=True))
+                    continue
                 if webhook.status == "accepted":
-                    _insert_jobs(db, webhook_id, webhook.retailer, webhook.event_type, entities, now)
-                receipts.append(WebhookReceipt(id=webhook_id, duplicate=False))
+                    _insert_jobs(db, row[0], webhook.retailer, webhook.event_type, entities, now)
+                receipts.append(WebhookReceipt(id=row[0], duplicate=False))
         return receipts
 
     def requeue_webhook(self, webhook_id: int, *, now: float) -> list[Job]:

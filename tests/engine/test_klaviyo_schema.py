@@ -11,6 +11,7 @@ import jsonschema
 import pytest
 
 from engine import klaviyo_schema
+from engine.golden import GOLDEN
 
 SHARED_OPENAPI = Path(__file__).resolve().parents[2] / ".." / "shared" / "klaviyo-openapi"
 REVISION = "2026-07-15"
@@ -246,3 +247,37 @@ def test_openapi_files_are_the_revision_our_schemas_follow(name: str) -> None:
 def test_schema_is_stricter_only_where_the_spec_prose_says(name: str, body: Any) -> None:
     assert _openapi_validator(name).is_valid(body)
     assert klaviyo_schema.errors(name, body) != []
+
+
+def _mutations(body: dict) -> list[dict]:
+    """Valid and invalid variants of a Create Event body, for checking the two validators agree."""
+    def changed(change) -> dict:
+        out = copy.deepcopy(body)
+        change(out["data"]["attributes"])
+        return out
+
+    return [
+        body,
+        changed(lambda a: a.pop("metric")),
+        changed(lambda a: a.pop("profile")),
+        changed(lambda a: a.__setitem__("time", "2026-11-28T14:32:10")),
+        changed(lambda a: a.__setitem__("time", "2026-02-30T10:00:00+00:00")),
+        changed(lambda a: a.__setitem__("time", "2026-11-28T14:32:10.123456-05:00")),
+        changed(lambda a: a.__setitem__("value", "12.5")),
+        changed(lambda a: a.__setitem__("value", None)),
+        changed(lambda a: a.__setitem__("unique_id", 7)),
+        changed(lambda a: a["metric"]["data"].__setitem__("type", "metrics")),
+        changed(lambda a: a["profile"]["data"]["attributes"].__setitem__("email", ["x"])),
+        changed(lambda a: a.__setitem__("properties", [])),
+    ]
+
+
+def test_the_fast_check_agrees_with_jsonschema() -> None:
+    checked = 0
+    for expected in sorted(GOLDEN.glob("*/*/expected.json")):
+        for body in json.loads(expected.read_text(encoding="utf-8"))[:2]:
+            for variant in _mutations(body):
+                full = not list(klaviyo_schema.validator("create_event").iter_errors(variant))
+                assert klaviyo_schema.is_valid("create_event", variant) == full, variant["data"]["attributes"]
+                checked += 1
+    assert checked > 100
