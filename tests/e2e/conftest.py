@@ -40,6 +40,8 @@ STARTUP_SECONDS = 20.0
 MANY_ORDERS = tuple(f"30000{n:02d}" for n in range(1, 11))
 # A copy of the demo sale whose customer STORIS says is not OK to solicit.
 NOT_OK_ORDER = "3100001"
+# A copy of the demo sale whose soft kit is malformed (quantityPerKit 0): the soft_kits plugin fails on it.
+BROKEN_KIT_ORDER = "3200001"
 KLAVIYO_WEBHOOK_SECRET = "e2e-klaviyo-secret"
 
 T = TypeVar("T")
@@ -258,6 +260,9 @@ def records_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         shutil.copy(path, folder / path.name)
     sale = json.loads((DEMO_RECORDS / "orders-detail.sale.json").read_text(encoding="utf-8"))["data"]["orders"][0]
     orders = [{**sale, "id": order_id} for order_id in MANY_ORDERS]
+    broken = [dict(line) for line in sale["lines"]]
+    broken[0] = {**broken[0], "softKit": {**broken[0]["softKit"], "quantityPerKit": 0}}
+    orders.append({**sale, "id": BROKEN_KIT_ORDER, "lines": broken})
     orders.append({**sale, "id": NOT_OK_ORDER, "customer": {**sale["customer"], "id": "0000509999",
                                                               "emailAddress": "no.thanks@example.com",
                                                               "okToSolicit": False}})

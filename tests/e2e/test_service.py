@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from engine.sqlite_store import SqliteStore
 from engine.worker import WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -288,3 +289,17 @@ def test_readyz_and_metrics(start_service, wait_for):
     assert service.metric("engine_queue_depth", kind="jobs") == 0
     assert service.metric("engine_queue_depth", kind="events") == 0
     assert service.metric("engine_delivery_latency_seconds_count") == len(SALE_EVENTS)
+
+
+def test_a_plugin_failing_on_one_record_fails_that_record_only(start_service, klaviyo, wait_for):
+    service = start_service()
+    broken = "3200001"  # tests/e2e/conftest.py BROKEN_KIT_ORDER: a soft kit with quantityPerKit 0
+    accepted(service.post(envelope("OrderWrittenSale", broken, "2001001")))
+    wait_for(lambda: service.counts()["events"]["delivered"] == len(SALE_EVENTS), "the good sale delivered")
+    wait_for(lambda: service.counts()["jobs"]["dead"] == 1, "the broken sale's job dead-lettered")
+    assert sorted(klaviyo.received_ids()) == sorted(SALE_EVENTS)
+    with SqliteStore.open(service.db) as store:
+        [letter] = store.dead_letters_older_than(0, now=time.time())
+    assert (letter.kind, letter.entity_id) == ("job", broken)
+    for part in ("plugin soft_kits", "retailer demo", f"record {broken}", "quantityPerKit"):
+        assert part in letter.error, letter.error
