@@ -315,7 +315,7 @@ class SqliteStore(ConsentTables):
                            " updated_at = ? WHERE id = ?", [(now + lease_seconds, now, i) for i in ids])
             rows = _select_ids(db, f"SELECT {_EVENT_ROW_COLUMNS} FROM events", ids)
         return [EventRow(id=r[0], retailer=r[1], metric=r[2], unique_id=r[3], body=json.loads(r[4]),
-                         attempts=r[5], created_at=r[6]) for r in rows]
+                         attempts=r[5], created_at=r[6], size=len(r[4].encode())) for r in rows]
 
     def mark_delivered(self, ids: list[int], *, now: float, status: int) -> None:
         with self._transaction("mark delivered") as db:

@@ -149,6 +149,8 @@ class EventRow:
     attempts: int
     """The number of this attempt: 1 on the first claim."""
     created_at: float
+    size: int
+    """Bytes of the body as stored: at least its compact encoding, so job sizes can be planned unencoded."""
 
 
 @dataclass(frozen=True)

@@ -217,7 +217,8 @@ class Worker:
                     return
             await self._delivered(batch, 202)
 
-        await asyncio.gather(*(send(job) for job in plan_bulk_jobs([row.body for row in rows])))
+        jobs = plan_bulk_jobs([row.body for row in rows], [row.size for row in rows])
+        await asyncio.gather(*(send(job) for job in jobs))
 
     async def _send_each(self, client: KlaviyoClient, rows: list[EventRow]) -> None:
         semaphore = asyncio.Semaphore(self.settings.concurrency)

@@ -448,3 +448,15 @@ async def test_a_refused_connection_on_loopback_is_retryable() -> None:
         with pytest.raises(RetryableDeliveryError, match="connection failed") as info:
             await klaviyo.create_event(event("o-1"))
     assert isinstance(info.value.__cause__, httpx.ConnectError)
+
+
+@pytest.mark.parametrize("filler", ["x", "é", "😀"])
+def test_planning_from_stored_sizes_keeps_every_job_under_5_mb(filler: str) -> None:
+    bodies = [event(f"u{n}", email=f"b{n}@example.com", blob=filler * 300_000) for n in range(40)]
+    # What the store reports: the stored text's UTF-8 length (it keeps bodies with the default separators).
+    sizes = [len(json.dumps(body, ensure_ascii=False).encode()) for body in bodies]
+    jobs = plan_bulk_jobs(bodies, sizes)
+    assert [body for job in jobs for body in job] == bodies
+    for job in jobs:
+        assert len(json.dumps(bulk_job(job), separators=(",", ":"), ensure_ascii=False).encode()) <= MAX_BULK_BYTES
+    assert len(jobs) == len(plan_bulk_jobs(bodies))
