@@ -43,7 +43,7 @@ class WorkerSettings:
 
     poll_seconds: float = 1.0
     lease_seconds: float = 120.0
-    batch: int = 5000
+    batch: int = 2000
     bulk_threshold: int = 50
     concurrency: int = 8
     retry: RetryPolicy = RetryPolicy()
