@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
+from engine.sqlite_rows import Where, lease, select_ids
 from engine.store import (
     DeadLetter,
     NewUnsubscribe,
@@ -100,7 +101,7 @@ class ConsentTables:
 
     def claim_unsubscribes(self, *, limit: int, now: float, lease_seconds: float) -> list[UnsubscribeTask]:
         with self._transaction("claim unsubscribes") as db:
-            rows = _claim(db, "unsubscribes", _UNSUBSCRIBE_COLUMNS, limit, now, lease_seconds)
+            rows = _leased_rows(db, "unsubscribes", _UNSUBSCRIBE_COLUMNS, limit, now, lease_seconds)
         return [UnsubscribeTask(*row) for row in rows]
 
     def complete_unsubscribe(self, task_id: int, *, email: str | None, customer_id: str | None, note: str,
@@ -136,7 +137,7 @@ class ConsentTables:
 
     def claim_subscriptions(self, *, limit: int, now: float, lease_seconds: float) -> list[SubscriptionTask]:
         with self._transaction("claim subscriptions") as db:
-            rows = _claim(db, "subscriptions", _SUBSCRIPTION_COLUMNS, limit, now, lease_seconds)
+            rows = _leased_rows(db, "subscriptions", _SUBSCRIPTION_COLUMNS, limit, now, lease_seconds)
         return [SubscriptionTask(*row) for row in rows]
 
     def finish_subscriptions(self, ids: list[int], *, status: str, now: float) -> None:
@@ -180,16 +181,10 @@ class ConsentTables:
         return result
 
 
-def _claim(db: sqlite3.Connection, table: str, columns: str, limit: int, now: float,
-           lease_seconds: float) -> Iterator[tuple[Any, ...]]:
-    ids = [r[0] for r in db.execute(f"SELECT id FROM {table} WHERE status IN ('pending', 'leased')"
-                                    " AND next_attempt_at <= ? ORDER BY id LIMIT ?", (now, limit))]
-    db.executemany(f"UPDATE {table} SET status = 'leased', attempts = attempts + 1, next_attempt_at = ?,"
-                   " updated_at = ? WHERE id = ?", [(now + lease_seconds, now, i) for i in ids])
-    if not ids:
-        return iter(())
-    marks = ", ".join("?" * len(ids))
-    return iter(db.execute(f"SELECT {columns} FROM {table} WHERE id IN ({marks}) ORDER BY id", ids).fetchall())
+def _leased_rows(db: sqlite3.Connection, table: str, columns: str, limit: int, now: float,
+                 lease_seconds: float) -> list[tuple[Any, ...]]:
+    ids = lease(db, table, Where(), limit=limit, now=now, lease_seconds=lease_seconds)
+    return select_ids(db, f"SELECT {columns} FROM {table}", ids)
 
 
 def _fail(db: sqlite3.Connection, table: str, task_id: int, error: str, retry_at: float | None, now: float) -> None:

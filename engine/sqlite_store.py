@@ -19,10 +19,10 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from engine.sqlite_consent import MIGRATION as CONSENT_MIGRATION
 from engine.sqlite_consent import ConsentTables
+from engine.sqlite_rows import Where, lease, select_ids
 from engine.store import (
     ATTEMPT_BODY_LIMIT,
     EVENT_STATUSES,
@@ -257,7 +257,7 @@ class SqliteStore(ConsentTables):
     def list_webhooks(self, *, retailer: str | None = None, since: float | None = None,
                       until: float | None = None, event_type: str | None = None,
                       status: str | None = None) -> list[Webhook]:
-        where = _Where()
+        where = Where()
         where.add("w.retailer = ?", retailer)
         where.add("w.received_at >= ?", since)
         where.add("w.received_at < ?", until)
@@ -276,12 +276,8 @@ class SqliteStore(ConsentTables):
 
     def claim_jobs(self, *, limit: int, now: float, lease_seconds: float) -> list[Job]:
         with self._transaction("claim jobs") as db:
-            ids = [r[0] for r in db.execute(
-                "SELECT id FROM jobs WHERE status IN ('pending', 'leased') AND next_attempt_at <= ?"
-                " ORDER BY next_attempt_at, id LIMIT ?", (now, limit))]
-            db.executemany("UPDATE jobs SET status = 'leased', attempts = attempts + 1, next_attempt_at = ?,"
-                           " updated_at = ? WHERE id = ?", [(now + lease_seconds, now, i) for i in ids])
-            return _jobs(db, ids)
+            return _jobs(db, lease(db, "jobs", Where(), limit=limit, now=now, lease_seconds=lease_seconds,
+                                   order="next_attempt_at, id"))
 
     def complete_job(self, job_id: int, *, events: list[NewEvent], skipped: list[NewSkip], now: float) -> None:
         with self._transaction("complete job") as db:
@@ -306,14 +302,11 @@ class SqliteStore(ConsentTables):
 
     def claim_events(self, *, limit: int, now: float, lease_seconds: float,
                      retailer: str | None = None) -> list[EventRow]:
-        where = _Where(["status IN ('pending', 'leased')", "next_attempt_at <= ?"], [now])
+        where = Where()
         where.add("retailer = ?", retailer)
         with self._transaction("claim events") as db:
-            ids = [r[0] for r in db.execute(f"SELECT id FROM events {where} ORDER BY id LIMIT ?",
-                                            [*where.params, limit])]
-            db.executemany("UPDATE events SET status = 'leased', attempts = attempts + 1, next_attempt_at = ?,"
-                           " updated_at = ? WHERE id = ?", [(now + lease_seconds, now, i) for i in ids])
-            rows = _select_ids(db, f"SELECT {_EVENT_ROW_COLUMNS} FROM events", ids)
+            ids = lease(db, "events", where, limit=limit, now=now, lease_seconds=lease_seconds)
+            rows = select_ids(db, f"SELECT {_EVENT_ROW_COLUMNS} FROM events", ids)
         return [EventRow(id=r[0], retailer=r[1], metric=r[2], unique_id=r[3], body=json.loads(r[4]),
                          attempts=r[5], created_at=r[6], size=len(r[4].encode())) for r in rows]
 
@@ -346,7 +339,7 @@ class SqliteStore(ConsentTables):
 
     def list_events(self, *, retailer: str | None = None, status: str | None = None,
                     entity_id: str | None = None, limit: int = 200) -> list[EventView]:
-        where = _Where()
+        where = Where()
         where.add("e.retailer = ?", retailer)
         where.add("e.status = ?", status)
         where.add("j.entity_id = ?", entity_id)
@@ -397,22 +390,6 @@ class SqliteStore(ConsentTables):
         return True
 
 
-class _Where:
-    """A WHERE clause built from optional filters: ``add`` skips a filter whose value is None."""
-
-    def __init__(self, sql: list[str] | None = None, params: list[Any] | None = None) -> None:
-        self.sql = sql or []
-        self.params = params or []
-
-    def add(self, condition: str, value: Any) -> None:
-        if value is not None:
-            self.sql.append(condition)
-            self.params.append(value)
-
-    def __str__(self) -> str:
-        return f"WHERE {' AND '.join(self.sql)}" if self.sql else ""
-
-
 def _migrate(db: sqlite3.Connection, path: Path) -> None:
     while True:
         db.execute("BEGIN IMMEDIATE")
@@ -446,15 +423,7 @@ def _insert_jobs(db: sqlite3.Connection, webhook_id: int, retailer: str, event_t
 
 
 def _jobs(db: sqlite3.Connection, ids: list[int]) -> list[Job]:
-    return [Job(*row) for row in _select_ids(db, f"SELECT {_JOB_COLUMNS} FROM jobs", ids)]
-
-
-def _select_ids(db: sqlite3.Connection, select: str, ids: list[int]) -> list[tuple]:
-    if not ids:
-        return []
-    # SQLite allows 32766 parameters; claims are far smaller.
-    marks = ", ".join("?" * len(ids))
-    return db.execute(f"{select} WHERE id IN ({marks}) ORDER BY id", ids).fetchall()
+    return [Job(*row) for row in select_ids(db, f"SELECT {_JOB_COLUMNS} FROM jobs", ids)]
 
 
 def _require(db: sqlite3.Connection, table: str, row_id: int) -> None:
