@@ -4,7 +4,7 @@ A failed attempt waits a random time between 0 and ``min(cap, base * factor ** (
 ("full jitter", so many failed deliveries do not retry in lockstep). A server's ``Retry-After`` replaces
 that wait when it is longer. After ``max_attempts`` attempts the delivery is dead-lettered.
 
-With the defaults (base 2 s, factor 2, cap 600 s, 8 attempts):
+With the defaults (base 2 s, factor 2, cap 600 s, 16 attempts):
 
     ========================  ==================
     after failed attempt      wait at most
@@ -16,12 +16,20 @@ With the defaults (base 2 s, factor 2, cap 600 s, 8 attempts):
     5                         32 s
     6                         64 s
     7                         128 s
-    8                         none: dead letter
+    8                         256 s
+    9                         512 s
+    10                        600 s
+    11                        600 s
+    12                        600 s
+    13                        600 s
+    14                        600 s
+    15                        600 s
+    16                        none: dead letter
     ========================  ==================
 
-so a delivery is given up after at most 254 s of waiting (about 127 s on average), unless the server
-asked for longer with ``Retry-After``. The 600 s cap only matters when ``max_attempts`` is raised
-(from attempt 10 on).
+so a delivery is given up after at most 4,622 s of waiting (77 minutes; about 39 on average), unless the
+server asked for longer with ``Retry-After``: an outage of Klaviyo or STORIS shorter than that loses nothing
+to the dead-letter queue, and a longer one is recovered with ``engine replay --status dead``.
 
 What is retried (``classify``): no answer at all (timeout, connection error), 408, 429, 500, 502, 503,
 504 and 524. Every other status, including every other 4xx, is dead-lettered at once: sending the same
@@ -47,7 +55,7 @@ def classify(status: int | None) -> Literal["retry", "dead"]:
 class RetryPolicy:
     """Exponential backoff with full jitter; see the module docstring for the default schedule."""
 
-    def __init__(self, *, base: float = 2.0, factor: float = 2.0, cap: float = 600.0, max_attempts: int = 8,
+    def __init__(self, *, base: float = 2.0, factor: float = 2.0, cap: float = 600.0, max_attempts: int = 16,
                  jitter: Callable[[], float] = random.random) -> None:
         if not base > 0:
             raise ValueError(f"base must be > 0 seconds, got {base!r}")

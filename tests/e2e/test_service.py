@@ -154,7 +154,7 @@ def test_kill_9_after_the_acknowledgement_loses_nothing_and_delivers_once(start_
 def test_klaviyo_503s_are_retried_until_everything_arrives(start_service, klaviyo, wait_for):
     service = start_service()
     # Every event's first attempt fails, then three retries more. At most 1 + 3 failures per event stay
-    # below the policy's 8 attempts, so nothing may be dead-lettered.
+    # below the policy's 16 attempts, so nothing may be dead-lettered.
     failures = len(SALE_EVENTS) + 3
     klaviyo.fail(status=503, count=failures)
 
