@@ -106,16 +106,21 @@ def check_environment(retailer: Retailer) -> tuple[Result, Connections | None]:
         variable = _variable(retailer, "storis", "base_url_env") or "connections.storis.base_url"
         return _failed("environment", str(exc), f"set {variable} to the STORIS API's base URL"), None
     wanted = [
-        ("the webhook secret", conn.webhook_secret, ("webhook_auth", "secret_env")),
-        ("the STORIS URL", conn.storis_base_url, ("storis", "base_url_env")),
-        ("the STORIS client id", conn.storis_client_id, ("storis", "client_id_env")),
-        ("the STORIS client secret", conn.storis_client_secret, ("storis", "client_secret_env")),
-        ("the Klaviyo API key", conn.klaviyo_api_key, ("klaviyo", "api_key_env")),
+        ("the webhook secret", conn.webhook_secret, _variable(retailer, "webhook_auth", "secret_env")),
+        ("the STORIS URL", conn.storis_base_url, _variable(retailer, "storis", "base_url_env")),
+        ("the STORIS client id", conn.storis_client_id, _variable(retailer, "storis", "client_id_env")),
+        ("the STORIS client secret", conn.storis_client_secret, _variable(retailer, "storis", "client_secret_env")),
+        ("the Klaviyo API key", conn.klaviyo_api_key, _variable(retailer, "klaviyo", "api_key_env")),
     ]
-    missing = [(what, _variable(retailer, *at)) for what, value, at in wanted if not value]
+    consent = retailer.consent
+    if consent is not None and consent.system_secret_env:
+        wanted.append(("the Klaviyo system webhook secret", conn.klaviyo_system_secret, consent.system_secret_env))
+    if consent is not None and consent.flow_secret_env:
+        wanted.append(("the Klaviyo flow webhook secret", conn.klaviyo_flow_secret, consent.flow_secret_env))
+    missing = [(what, variable) for what, value, variable in wanted if not value]
     if not missing:
-        return _passed("environment", "the webhook secret, STORIS URL and credentials and Klaviyo key are set"), conn
-    named = [variable for _, variable in missing if variable]
+        return _passed("environment", f"all {len(wanted)} are set: " + ", ".join(w for w, _, _ in wanted)), conn
+    named = list(dict.fromkeys(variable for _, variable in missing if variable))
     unnamed = [what for what, variable in missing if not variable]
     fix = f"set {', '.join(named)} in the service's environment" if named else ""
     if unnamed:
@@ -182,6 +187,8 @@ def check_subscriptions(outcome: list[Subscription] | DeliveryError, retailer: R
 def required_scopes(retailer: Retailer) -> dict[str, str]:
     """The Klaviyo scopes the retailer's configuration needs, each with what it is needed for."""
     scopes = {"events:write": "to send events"}
+    if retailer.consent is not None and retailer.consent.system_secret_env:
+        scopes["profiles:read"] = "to find who a Klaviyo unsubscribe webhook is about"
     if retailer.consent is not None and retailer.consent.list_id:
         scopes.update(dict.fromkeys(SUBSCRIBE_SCOPES, f"to subscribe buyers to list {retailer.consent.list_id}"))
     return scopes

@@ -50,6 +50,10 @@ _PROBES: dict[str, _Endpoint] = {
     "lists:write": BULK_SUBSCRIBE,
     "profiles:write": BULK_SUBSCRIBE,
 }
+# Read scopes are checked by reading something that cannot exist: 404 (or 200) means the scope was granted.
+_READ_PROBES: dict[str, tuple[_Endpoint, str]] = {
+    "profiles:read": (GET_PROFILE, GET_PROFILE.path.format(id="00000000000000000000000000")),
+}
 
 
 class KlaviyoClient:
@@ -147,14 +151,21 @@ class KlaviyoClient:
     async def probe_scope(self, scope: str) -> bool | None:
         """Whether the key has ``scope``, found without creating anything: True, False, or None if unknown.
 
-        Posts ``{}`` to an endpoint that needs the scope: 400 (invalid body) means the scope was granted,
-        403 that it was not. A 401 (key rejected) raises DeliveryError.
+        A write scope: posts ``{}`` to an endpoint that needs it; 400 (invalid body) means granted, 403 not.
+        A read scope: reads an id that cannot exist; 404 means granted, 403 not. A 401 (key rejected) raises
+        DeliveryError.
         """
-        endpoint = _PROBES.get(scope)
-        if endpoint is None:
-            raise ValueError(f"cannot probe scope {scope!r}; probe-able scopes: {sorted(_PROBES)}")
-        response = await self._send(endpoint, endpoint.path, b"{}")
-        if response.status_code == 400:
+        if scope in _READ_PROBES:
+            endpoint, path = _READ_PROBES[scope]
+            response = await self._send(endpoint, path, None)
+            granted = (200, 404)
+        elif scope in _PROBES:
+            endpoint = _PROBES[scope]
+            response = await self._send(endpoint, endpoint.path, b"{}")
+            granted = (400,)
+        else:
+            raise ValueError(f"cannot probe scope {scope!r}; probe-able scopes: {sorted([*_PROBES, *_READ_PROBES])}")
+        if response.status_code in granted:
             return True
         if response.status_code == 403:
             return False

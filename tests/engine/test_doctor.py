@@ -27,13 +27,14 @@ from engine.sqlite_store import SqliteStore
 
 STORIS_SECRET = "storis-secret-5678"
 WEBHOOK_SECRET = "webhook-secret-1234"
+KLAVIYO_WEBHOOK_SECRET = "doctor-klaviyo-secret"
 KEYS = {"pk_full": set(fake_klaviyo.ALL_SCOPES), "pk_events_only": {"accounts:read", "events:write"},
         "pk_no_events": set(fake_klaviyo.ALL_SCOPES) - {"events:write"}}
-SECRETS = (STORIS_SECRET, WEBHOOK_SECRET, "pk_full")
+SECRETS = (STORIS_SECRET, WEBHOOK_SECRET, KLAVIYO_WEBHOOK_SECRET, "pk_full")
 TYPES = ["FulfillmentCompleted", "FulfillmentScheduledDelivery", "OrderWrittenQuote", "OrderWrittenSale"]
 # The demo subscribes buyers to a list, so the key needs the subscription scopes too.
-SCOPES = ["klaviyo-scope events:write", "klaviyo-scope lists:write", "klaviyo-scope profiles:write",
-          "klaviyo-scope subscriptions:write"]
+SCOPES = ["klaviyo-scope events:write", "klaviyo-scope profiles:read", "klaviyo-scope lists:write",
+          "klaviyo-scope profiles:write", "klaviyo-scope subscriptions:write"]
 CHECKS = ["mapping", "environment", "storis-credentials", "storis-subscriptions", "klaviyo-key", *SCOPES,
           "endpoint-health", "test-webhook", "dead-letters"]
 
@@ -67,7 +68,8 @@ def systems(fakes: tuple[str, str], serve: Callable, monkeypatch: pytest.MonkeyP
         httpx.post(f"{fake}/_reset").raise_for_status()
     for name, value in {"DEMO_STORIS_URL": storis, "DEMO_STORIS_CLIENT_ID": "demo",
                         "DEMO_STORIS_CLIENT_SECRET": STORIS_SECRET, "DEMO_KLAVIYO_URL": klaviyo,
-                        "DEMO_KLAVIYO_API_KEY": "pk_full", "DEMO_WEBHOOK_SECRET": WEBHOOK_SECRET}.items():
+                        "DEMO_KLAVIYO_API_KEY": "pk_full", "DEMO_WEBHOOK_SECRET": WEBHOOK_SECRET,
+                        "DEMO_KLAVIYO_WEBHOOK_SECRET": KLAVIYO_WEBHOOK_SECRET}.items():
         monkeypatch.setenv(name, value)
     db = tmp_path / "engine.sqlite3"
     store = SqliteStore.open(db)
@@ -258,17 +260,18 @@ def test_purchase_subscriptions_need_the_subscription_scopes(systems: Systems, m
 
     results = doctor.run("demo", url=None, db=systems.db, folder=mappings)
 
-    missing = ["lists:write", "profiles:write", "subscriptions:write"]
+    # The key also lacks profiles:read, which the demo's system unsubscribe webhooks need.
+    missing = ["profiles:read", "lists:write", "profiles:write", "subscriptions:write"]
     assert [r.check for r in results if not r.ok] == [f"klaviyo-scope {scope}" for scope in missing]
     assert results[-2].detail == "the API key lacks subscriptions:write, needed to subscribe buyers to list LDEMO01"
 
-    # Without purchase subscriptions, events:write is all the key needs.
+    # Without purchase subscriptions, the subscription scopes are not needed.
     demo = mappings / "demo.yaml"
     text = demo.read_text(encoding="utf-8")
     start = text.index("  subscribe_on_purchase:")
     demo.write_text(text[:start] + "\n".join(text[start:].splitlines()[3:]) + "\n", encoding="utf-8")
     results = doctor.run("demo", url=None, db=systems.db, folder=mappings)
-    assert all(r.ok for r in results), [r for r in results if not r.ok]
+    assert [r.check for r in results if not r.ok] == ["klaviyo-scope profiles:read"]
 
     monkeypatch.setenv("DEMO_KLAVIYO_API_KEY", "pk_full")
     assert all(r.ok for r in doctor.run("demo", url=None, db=systems.db, folder=mappings))

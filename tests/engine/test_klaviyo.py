@@ -307,6 +307,16 @@ async def test_probe_scope_posts_an_invalid_body_and_reads_the_status(
     assert (request.method, request.url.path, request.content) == ("POST", path, b"{}")
 
 
+@pytest.mark.parametrize(("status", "expected"), [(404, True), (200, True), (403, False), (500, None)])
+async def test_probe_scope_of_a_read_scope_reads_something_that_cannot_exist(status: int, expected: bool | None
+                                                                            ) -> None:
+    recorder = Recorder(lambda request: httpx.Response(status, json={"errors": []}))
+    async with client(recorder) as klaviyo:
+        assert await klaviyo.probe_scope("profiles:read") is expected
+    (request,) = recorder.requests
+    assert request.method == "GET" and request.url.path.startswith("/api/profiles/") and not request.content
+
+
 async def test_probe_scope_raises_when_the_key_is_rejected() -> None:
     recorder = Recorder(lambda request: httpx.Response(401, json={"errors": [{"detail": "Invalid API key."}]}))
     async with client(recorder) as klaviyo:
