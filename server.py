@@ -28,7 +28,7 @@ from jsonschema import Draft202012Validator
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Route
 
 from engine import consent, store_thread
 from engine.compile import Retailer
@@ -162,7 +162,7 @@ def create_app(*, store: Store, retailers: dict[str, Retailer], connections: dic
 
 async def _read_body(request: Request) -> bytes:
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
-        raise _Rejected(415, "unsupported_media_type", "send the envelope as application/json")
+        raise _Rejected(415, "unsupported_media_type", "send the body as application/json")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
         raise _Rejected(413, "too_large", f"body over {MAX_BODY} bytes")
@@ -193,11 +193,7 @@ def _envelope(body: bytes) -> dict[str, Any]:
         envelope = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise _Rejected(400, "malformed_json", f"body is not JSON: {exc}") from exc
-    try:
-        _ENVELOPE_FAST(envelope)
-    except fastjsonschema.JsonSchemaValueException:
-        pass
-    else:
+    if _passes_fast_check(envelope):
         return envelope
     error = next(iter(sorted(_ENVELOPE.iter_errors(envelope), key=lambda e: list(e.absolute_path))), None)
     if error is not None:
@@ -206,9 +202,9 @@ def _envelope(body: bytes) -> dict[str, Any]:
     return envelope
 
 
-def mount_demo_fakes(records_dir: Any) -> list[BaseRoute]:
-    """The fake STORIS and fake Klaviyo that `engine serve --demo` mounts beside the service."""
-    from engine.fakes import klaviyo as fake_klaviyo
-    from engine.fakes import storis as fake_storis
-    return [Mount("/fake/storis", app=fake_storis.create_app(records_dir=records_dir)),
-            Mount("/fake/klaviyo", app=fake_klaviyo.create_app())]
+def _passes_fast_check(envelope: Any) -> bool:
+    try:
+        _ENVELOPE_FAST(envelope)
+    except fastjsonschema.JsonSchemaValueException:
+        return False
+    return True

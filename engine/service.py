@@ -14,12 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.routing import BaseRoute, Mount
 
 import server
 from engine import loader
 from engine.compile import Retailer
 from engine.connections import Connections, resolve
 from engine.errors import ConfigError
+from engine.fakes import klaviyo as fake_klaviyo
+from engine.fakes import storis as fake_storis
 from engine.paths import ROOT
 from engine.retry import RetryPolicy
 from engine.sqlite_store import SqliteStore
@@ -89,10 +92,16 @@ def demo_environment(base_url: str) -> dict[str, str]:
     }
 
 
+def _demo_fakes(records_dir: Path) -> list[BaseRoute]:
+    """The fake STORIS and fake Klaviyo that `engine serve --demo` mounts beside the service."""
+    return [Mount("/fake/storis", app=fake_storis.create_app(records_dir=records_dir)),
+            Mount("/fake/klaviyo", app=fake_klaviyo.create_app())]
+
+
 def build_app(service: Service, *, run_worker: bool = True, demo_records: Path | None = None,
               settings: WorkerSettings | None = None) -> Starlette:
     worker = Worker(store=service.store, retailers=service.retailers, connections=service.connections,
                     settings=settings) if run_worker else None
-    extra = server.mount_demo_fakes(demo_records) if demo_records is not None else None
+    extra = _demo_fakes(demo_records) if demo_records is not None else None
     return server.create_app(store=service.store, retailers=service.retailers, connections=service.connections,
                              worker=worker, extra_routes=extra)
