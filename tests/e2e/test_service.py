@@ -214,6 +214,10 @@ def test_a_400_is_dead_lettered_with_its_body_and_replay_delivers_it(start_servi
     # The "fix" (the failure switch is spent) ships with a restart; the replay runs while the service is
     # down, so the delivery below is the replay's own.
     service.stop()
+    # --dry-run prints what would be sent (fetched and mapped again) and changes nothing.
+    dry = service.engine("replay", "--retailer", "demo", "--status", "dead", "--dry-run")
+    assert [b["data"]["attributes"]["unique_id"] for b in json.loads(dry.stdout)] == [QUOTE_EVENT[1]]
+    assert klaviyo.received() == [] and service.counts()["events"]["dead"] == 1
     replay = service.engine("replay", "--retailer", "demo", "--status", "dead")
     assert "1 webhook(s) to replay" in replay.stderr
 
