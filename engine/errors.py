@@ -12,8 +12,6 @@ Programming mistakes stay ``RuntimeError``/``TypeError``; user input never reach
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 
@@ -89,14 +87,3 @@ class RetryableDeliveryError(DeliveryError):
         super().__init__(message, status=status, body=body)
         self.retry_after = retry_after
 
-
-@contextlib.contextmanager
-def mapping_context(**context: object) -> Iterator[None]:
-    """Add where-it-happened context to a MappingError travelling up, without overwriting inner detail."""
-    try:
-        yield
-    except MappingError as exc:
-        for key, value in context.items():
-            if value is not None:
-                exc.context.setdefault(key, value)
-        raise
