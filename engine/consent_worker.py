@@ -22,7 +22,7 @@ from engine import store_thread
 from engine.apply import Result
 from engine.compile import Retailer
 from engine.connections import Connections
-from engine.errors import DeliveryError, RetryableDeliveryError
+from engine.errors import DeliveryError
 from engine.klaviyo import MAX_BULK_PROFILES, KlaviyoClient
 from engine.profile import mask_email, normalize_email
 from engine.retry import RetryPolicy
@@ -101,7 +101,7 @@ class ConsentWork:
                                     now=self._clock())
 
     async def _subscription_failed(self, retailer: str, tasks: list[SubscriptionTask], exc: DeliveryError) -> None:
-        retry_at = self._retry_at(max(t.attempts for t in tasks), exc)
+        retry_at = self._retry.retry_at(max(t.attempts for t in tasks), exc, now=self._clock())
         error = str(exc)
         if exc.status == 403:
             error = (f"Klaviyo refused the subscription (403): the {retailer} API key needs the scopes "
@@ -125,7 +125,7 @@ class ConsentWork:
         try:
             email, customer, note = await self._mark_not_ok_to_solicit(task)
         except DeliveryError as exc:
-            retry_at = self._retry_at(task.attempts, exc)
+            retry_at = self._retry.retry_at(task.attempts, exc, now=self._clock())
             await store_thread.run(self.store.fail_unsubscribe, task.id, error=str(exc), retry_at=retry_at,
                                     now=self._clock())
             log.warning("unsubscribe %s (%s): %s; %s", task.id, task.retailer, exc,
@@ -158,8 +158,3 @@ class ConsentWork:
             method, path, body = consent.update.render(customer_id=customer, email=email or "")
             await storis.request(method, path, json=body)
         return email, customer, note
-
-    def _retry_at(self, attempt: int, exc: DeliveryError) -> float | None:
-        if not isinstance(exc, RetryableDeliveryError) or self._retry.exhausted(attempt):
-            return None
-        return self._clock() + self._retry.delay(attempt, exc.retry_after)

@@ -42,6 +42,8 @@ import random
 from collections.abc import Callable
 from typing import Literal
 
+from engine.errors import DeliveryError, RetryableDeliveryError
+
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 524})
 
 
@@ -95,3 +97,9 @@ class RetryPolicy:
     def exhausted(self, attempts: int) -> bool:
         """True once ``attempts`` attempts have been made and none may follow."""
         return attempts >= self.max_attempts
+
+    def retry_at(self, attempt: int, failure: DeliveryError, *, now: float) -> float | None:
+        """When to try again after ``failure`` ended attempt ``attempt``; None to dead-letter it now."""
+        if not isinstance(failure, RetryableDeliveryError) or self.exhausted(attempt):
+            return None
+        return now + self.delay(attempt, failure.retry_after)

@@ -122,7 +122,7 @@ class Worker:
         try:
             events, skipped = await self._map(job)
         except RetryableDeliveryError as exc:
-            retry_at = self._retry_at(job.attempts, exc.retry_after)
+            retry_at = self.settings.retry.retry_at(job.attempts, exc, now=self._clock())
             await store_thread.run(self.store.fail_job, job.id, error=str(exc), retry_at=retry_at, now=self._clock())
             log.warning("job %s (%s %s %s): %s; %s", job.id, job.retailer, job.event_type, job.entity_id, exc,
                         "will retry" if retry_at else "dead-lettered")
@@ -242,23 +242,15 @@ class Worker:
             self.metrics.latency.observe(max(now - row.created_at, 0.0))
 
     async def _failed(self, rows: list[EventRow], exc: DeliveryError) -> None:
-        retryable = isinstance(exc, RetryableDeliveryError)
-        retry_after = exc.retry_after if isinstance(exc, RetryableDeliveryError) else None
         now = self._clock()
         for row in rows:
-            retry_at = self._retry_at(row.attempts, retry_after) if retryable else None
+            retry_at = self.settings.retry.retry_at(row.attempts, exc, now=now)
             await store_thread.run(self.store.record_failure, [row.id], now=now, status=exc.status,
                                     body=exc.body or str(exc), retry_at=retry_at)
             (self.metrics.retried if retry_at else self.metrics.dead).labels(row.retailer).inc()
             if retry_at is None:
                 log.error("event %s (%s %s %s) dead-lettered: %s", row.id, row.retailer, row.metric, row.unique_id,
                           exc)
-
-    def _retry_at(self, attempt: int, retry_after: float | None) -> float | None:
-        policy = self.settings.retry
-        if policy.exhausted(attempt):
-            return None
-        return self._clock() + policy.delay(attempt, retry_after)
 
     def _klaviyo_client(self, retailer: str) -> KlaviyoClient:
         client = self._klaviyo.get(retailer)

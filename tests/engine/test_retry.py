@@ -5,6 +5,7 @@ import re
 import pytest
 
 from engine import retry
+from engine.errors import DeliveryError, RetryableDeliveryError
 from engine.retry import RetryPolicy, classify
 
 
@@ -66,3 +67,11 @@ def test_bad_settings_name_the_parameter_and_value(kwargs: dict, names: str) -> 
 def test_attempts_are_counted_from_one() -> None:
     with pytest.raises(ValueError, match="attempt"):
         RetryPolicy().delay(0)
+
+
+def test_retry_at_schedules_retryable_failures_until_the_attempts_run_out() -> None:
+    policy = RetryPolicy(max_attempts=3, jitter=lambda: 1.0)
+    assert policy.retry_at(1, RetryableDeliveryError("503", status=503), now=100.0) == 102.0
+    assert policy.retry_at(2, RetryableDeliveryError("429", status=429, retry_after=30), now=100.0) == 130.0
+    assert policy.retry_at(3, RetryableDeliveryError("503", status=503), now=100.0) is None
+    assert policy.retry_at(1, DeliveryError("400", status=400), now=100.0) is None
