@@ -23,12 +23,8 @@ from engine.storis import StorisClient
 from engine.worker import Worker
 
 
-def _logging() -> None:
-    logs.configure()
-
-
 def serve(args: argparse.Namespace) -> int:
-    _logging()
+    logs.configure()
     settings = service.worker_settings()
     demo_records = None
     if args.demo:
@@ -48,7 +44,7 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def worker(args: argparse.Namespace) -> int:
-    _logging()
+    logs.configure()
     settings = service.worker_settings()
     running = service.open_service(args.db)
     work = Worker(store=running.store, retailers=running.retailers, connections=running.connections,
@@ -84,7 +80,7 @@ def events(args: argparse.Namespace) -> int:
 
 
 def replay(args: argparse.Namespace) -> int:
-    _logging()
+    logs.configure()
     settings = service.worker_settings()
     running = service.open_service(args.db)
     if args.retailer not in running.retailers:
