@@ -32,6 +32,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="engine", description=__doc__)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    # What the commands on the service's store share: the store, and (for those that work) the pacing help.
+    store = argparse.ArgumentParser(add_help=False)
+    store.add_argument("--db", type=Path, default=service.DEFAULT_DB, help="SQLite store (default %(default)s)")
+    paced = {"parents": [store], "epilog": service.WORKER_ENVIRONMENT,
+             "formatter_class": argparse.RawDescriptionHelpFormatter}
 
     validate = commands.add_parser("validate", help="check mapping files; print every problem as file:line:col")
     validate.add_argument("files", nargs="*", type=Path, help="mapping files (default: every file in mappings/)")
@@ -55,20 +60,17 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--dry-run", action="store_true", help="show what would be created; create nothing")
     sub.set_defaults(run=_subscribe)
 
-    check = commands.add_parser("doctor", help="check a retailer's setup end to end; exit 0 only when all passes")
+    check = commands.add_parser("doctor", parents=[store],
+                                help="check a retailer's setup end to end; exit 0 only when all passes")
     check.add_argument("--retailer", required=True)
     check.add_argument("--url", help="the service's public base URL: also check that it answers and accepts a "
                                      "signed test webhook, and that subscriptions point at it")
-    check.add_argument("--db", type=Path, default=service.DEFAULT_DB, help="SQLite store (default %(default)s)")
     check.add_argument("--json", action="store_true", help="a JSON list of {check, ok, detail, fix}, for machines")
     check.set_defaults(run=_doctor)
 
-    serve = commands.add_parser("serve", epilog=service.WORKER_ENVIRONMENT,
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                help="receive STORIS webhooks and deliver Klaviyo events")
+    serve = commands.add_parser("serve", **paced, help="receive STORIS webhooks and deliver Klaviyo events")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--db", type=Path, default=service.DEFAULT_DB, help="SQLite store (default %(default)s)")
     serve.add_argument("--demo", action="store_true",
                        help="also serve a fake STORIS and fake Klaviyo, and point the demo retailer at them")
     serve.add_argument("--demo-records", type=Path, default=service.DEMO_RECORDS,
@@ -77,14 +79,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--access-log", action="store_true", help="log every HTTP request (off: /metrics counts them)")
     serve.set_defaults(run=commands_service.serve)
 
-    work = commands.add_parser("worker", epilog=service.WORKER_ENVIRONMENT,
-                               formatter_class=argparse.RawDescriptionHelpFormatter,
-                               help="fetch, map and deliver stored webhooks, without receiving")
-    work.add_argument("--db", type=Path, default=service.DEFAULT_DB)
+    work = commands.add_parser("worker", **paced, help="fetch, map and deliver stored webhooks, without receiving")
     work.set_defaults(run=commands_service.worker)
 
-    events = commands.add_parser("events", help="what came in and what became of it")
-    events.add_argument("--db", type=Path, default=service.DEFAULT_DB)
+    events = commands.add_parser("events", parents=[store], help="what came in and what became of it")
     events.add_argument("--retailer")
     events.add_argument("--status", help="pending, delivered, dry-run, dead")
     events.add_argument("--entity", help="STORIS entity id")
@@ -92,10 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     events.add_argument("--json", action="store_true", help="one JSON array, for machines")
     events.set_defaults(run=commands_service.events)
 
-    replay = commands.add_parser("replay", epilog=service.WORKER_ENVIRONMENT,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 help="run stored webhooks through today's mappings again")
-    replay.add_argument("--db", type=Path, default=service.DEFAULT_DB)
+    replay = commands.add_parser("replay", **paced, help="run stored webhooks through today's mappings again")
     replay.add_argument("--retailer", required=True)
     replay.add_argument("--since", help="ISO date or time (received at or after)")
     replay.add_argument("--until", help="ISO date or time (received before)")
