@@ -7,7 +7,6 @@ non-2xx -> DeliveryError. A 429 also holds the whole account for the server's ``
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from types import TracebackType
 from urllib.parse import quote
@@ -15,6 +14,7 @@ from urllib.parse import quote
 import httpx
 
 from engine.errors import DeliveryError
+from engine.event_json import GROUP_WRAPPER, JOB_ENVELOPE, EventJson, bulk_job, encode
 from engine.http_errors import MAX_BODY_CHARS, decode_json, parse_retry_after, raise_for_status, send
 from engine.ratelimit import SHARED_LIMITERS, AccountLimiter, key_hash
 
@@ -86,28 +86,27 @@ class KlaviyoClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def create_event(self, body: dict) -> None:
-        """POST one Create Event body (``{"data": {"type": "event", ...}}``)."""
-        await self._call(CREATE_EVENT, content=_encode(body))
+    async def create_event(self, event: EventJson) -> None:
+        """POST one event with Create Event."""
+        await self._call(CREATE_EVENT, content=event.create_event())
 
-    async def bulk_create_events(self, bodies: list[dict]) -> None:
-        """Send Create Event ``bodies`` as ONE Bulk Create Events job; split backlogs with ``plan_bulk_jobs``.
+    async def bulk_create_events(self, events: list[EventJson]) -> None:
+        """Send ``events`` as ONE Bulk Create Events job; split backlogs with ``plan_bulk_jobs``.
 
         Raises ValueError when the job would break Klaviyo's rules (more than 1,000 events, more than 5 MB,
         a repeated unique_id), because sending it would fail every event in it.
         """
-        if not bodies:
+        if not events:
             return
-        if len(bodies) > MAX_BULK_EVENTS:
-            raise ValueError(f"a bulk job takes at most {MAX_BULK_EVENTS} events, got {len(bodies)}")
+        if len(events) > MAX_BULK_EVENTS:
+            raise ValueError(f"a bulk job takes at most {MAX_BULK_EVENTS} events, got {len(events)}")
         seen: set[str] = set()
-        for index, body in enumerate(bodies):
-            unique_id = _attributes(body, index).get("unique_id")
-            if unique_id is not None:
-                if unique_id in seen:
-                    raise ValueError(f"event {index}: unique_id {unique_id!r} repeats within the bulk job")
-                seen.add(unique_id)
-        content = _encode(bulk_job(bodies))
+        for index, event in enumerate(events):
+            if event.unique_id is not None:
+                if event.unique_id in seen:
+                    raise ValueError(f"event {index}: unique_id {event.unique_id!r} repeats within the bulk job")
+                seen.add(event.unique_id)
+        content = bulk_job(events)
         if len(content) > MAX_BULK_BYTES:
             raise ValueError(f"the bulk job is {len(content)} bytes encoded; the limit is {MAX_BULK_BYTES}")
         await self._call(BULK_CREATE_EVENTS, content=content)
@@ -130,7 +129,7 @@ class KlaviyoClient:
             },
             "relationships": {"list": {"data": {"type": "list", "id": list_id}}},
         }}
-        await self._call(BULK_SUBSCRIBE, content=_encode(body))
+        await self._call(BULK_SUBSCRIBE, content=encode(body).encode())
 
     async def get_profile(self, profile_id: str) -> dict:
         """The profile's attributes plus its ``id``."""
@@ -198,72 +197,31 @@ class KlaviyoClient:
         return ""
 
 
-def plan_bulk_jobs(bodies: list[dict], sizes: list[int] | None = None) -> list[list[dict]]:
-    """Split Create Event ``bodies`` into valid Bulk Create Events jobs, keeping their order.
+def plan_bulk_jobs(events: list[EventJson]) -> list[list[EventJson]]:
+    """Split ``events`` into valid Bulk Create Events jobs, keeping their order.
 
     Each job has at most 1,000 events, encodes to at most 5 MB and repeats no unique_id. Raises ValueError
-    for an event that alone exceeds 5 MB. ``sizes``, when known (the encoded size of each body, or more),
-    spares encoding every body just to measure it.
+    for an event that alone exceeds 5 MB.
     """
-    envelope = len(_encode(bulk_job([])))
-    jobs: list[list[dict]] = []
-    job: list[dict] = []
-    size = envelope
+    jobs: list[list[EventJson]] = []
+    job: list[EventJson] = []
+    size = JOB_ENVELOPE
     seen: set[str] = set()
-    for index, body in enumerate(bodies):
-        unique_id = _attributes(body, index).get("unique_id")
-        # Upper bound: the event in a group of its own (+1 for the comma). Grouping by profile only shrinks it.
-        if sizes is None:
-            cost = len(_encode(_group(_profile(body, index), [body]))) + 1
-        else:
-            _profile(body, index)
-            cost = sizes[index] + _GROUP_WRAPPER
-        if envelope + cost > MAX_BULK_BYTES:
+    for index, event in enumerate(events):
+        # Upper bound: the event in a group of its own. Grouping by profile only shrinks the job.
+        cost = event.size + GROUP_WRAPPER
+        if JOB_ENVELOPE + cost > MAX_BULK_BYTES:
             raise ValueError(f"event {index} alone encodes to more than {MAX_BULK_BYTES} bytes")
-        if job and (len(job) == MAX_BULK_EVENTS or size + cost > MAX_BULK_BYTES
-                    or (unique_id is not None and unique_id in seen)):
+        if job and (len(job) == MAX_BULK_EVENTS or size + cost > MAX_BULK_BYTES or event.unique_id in seen):
             jobs.append(job)
-            job, size, seen = [], envelope, set()
-        job.append(body)
+            job, size, seen = [], JOB_ENVELOPE, set()
+        job.append(event)
         size += cost
-        if unique_id is not None:
-            seen.add(unique_id)
+        if event.unique_id is not None:
+            seen.add(event.unique_id)
     if job:
         jobs.append(job)
     return jobs
-
-
-# What a one-event group adds around a body's own encoding ({"type":"event-bulk-create",...}), rounded up.
-_GROUP_WRAPPER = 128
-
-
-def bulk_job(bodies: list[dict]) -> dict:
-    """The Bulk Create Events body for Create Event ``bodies``: events grouped under their profile."""
-    groups: dict[bytes, tuple[dict, list[dict]]] = {}
-    for index, body in enumerate(bodies):
-        profile = _profile(body, index)
-        groups.setdefault(_encode(profile), (profile, []))[1].append(body)
-    return {"data": {
-        "type": "event-bulk-create-job",
-        "attributes": {"events-bulk-create": {"data": [_group(*group) for group in groups.values()]}},
-    }}
-
-
-def _group(profile: dict, bodies: list[dict]) -> dict:
-    """One ``event-bulk-create`` entry: the shared profile once, then each event without it."""
-    profile = dict(profile)
-    attributes = dict(profile.get("attributes") or {})
-    # Create Event carries profile meta inside attributes; the bulk schema wants it beside them.
-    meta = attributes.pop("meta", None)
-    profile["attributes"] = attributes
-    if meta is not None:
-        profile["meta"] = meta
-    events = []
-    for body in bodies:
-        event = {key: value for key, value in body["data"]["attributes"].items() if key != "profile"}
-        events.append({"type": "event", "attributes": event})
-    return {"type": "event-bulk-create",
-            "attributes": {"profile": {"data": profile}, "events": {"data": events}}}
 
 
 def _subscription(profile: dict, index: int) -> dict:
@@ -284,32 +242,9 @@ def _subscription(profile: dict, index: int) -> dict:
     return {"type": "profile", "attributes": attributes}
 
 
-def _attributes(body: dict, index: int) -> dict:
-    try:
-        attributes = body["data"]["attributes"]
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"event {index} is not a Create Event body (no data.attributes)") from exc
-    if not isinstance(attributes, dict):
-        raise ValueError(f"event {index}: data.attributes is not an object")
-    return attributes
-
-
-def _profile(body: dict, index: int) -> dict:
-    profile = _attributes(body, index).get("profile")
-    data = profile.get("data") if isinstance(profile, dict) else None
-    if not isinstance(data, dict):
-        raise ValueError(f"event {index} has no data.attributes.profile.data")
-    return data
-
-
 def _resource(document: object, response: httpx.Response) -> dict:
     data = document.get("data") if isinstance(document, dict) else None
     if not isinstance(data, dict) or "id" not in data:
         raise DeliveryError(f"{SERVICE} {response.request.url.path} answered without a resource",
                             status=response.status_code, body=response.text[:MAX_BODY_CHARS])
     return {**(data.get("attributes") or {}), "id": data["id"]}
-
-
-def _encode(document: object) -> bytes:
-    # Compact and UTF-8, so the size we check is the size Klaviyo receives.
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()

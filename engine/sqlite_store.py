@@ -20,6 +20,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from engine.event_json import EventJson
 from engine.sqlite_consent import MIGRATION as CONSENT_MIGRATION
 from engine.sqlite_consent import ConsentTables
 from engine.sqlite_rows import Where, lease, select_ids
@@ -106,22 +107,42 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE probe (id INTEGER PRIMARY KEY)",
     ),
     CONSENT_MIGRATION,
+    # Events kept in the two parts bulk jobs are assembled from (engine/event_json.py), not as whole bodies.
+    (
+        "ALTER TABLE events ADD COLUMN attributes TEXT NOT NULL DEFAULT '{}'",
+        "ALTER TABLE events ADD COLUMN profile TEXT NOT NULL DEFAULT '{}'",
+        """UPDATE events SET
+            attributes = json_remove(json_extract(body, '$.data.attributes'), '$.profile'),
+            profile = CASE
+                WHEN json_type(body, '$.data.attributes.profile.data.attributes.meta') IS NULL
+                THEN json_extract(body, '$.data.attributes.profile.data')
+                ELSE json_set(json_remove(json_extract(body, '$.data.attributes.profile.data'), '$.attributes.meta'),
+                              '$.meta', json(json_extract(body, '$.data.attributes.profile.data.attributes.meta')))
+            END""",
+        "ALTER TABLE events DROP COLUMN body",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 _JOB_COLUMNS = "id, webhook_id, retailer, event_type, entity_id, attempts, status"
-_EVENT_ROW_COLUMNS = "id, retailer, metric, unique_id, body, attempts, created_at"
+_EVENT_ROW_COLUMNS = "id, retailer, metric, unique_id, attributes, profile, attempts, created_at"
 _WEBHOOK_COLUMNS = "id, retailer, source, event_type, entity_ids, status, received_at"
 
 # An event already stored keeps its row; only a dead one takes the new body and starts over.
 _UPSERT_EVENT = """
-    INSERT INTO events (job_id, retailer, metric, unique_id, body, status, next_attempt_at, created_at, updated_at)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+    INSERT INTO events (job_id, retailer, metric, unique_id, attributes, profile, status, next_attempt_at, created_at,
+                        updated_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (retailer, metric, unique_id) DO UPDATE SET
-        job_id = excluded.job_id, body = excluded.body, status = excluded.status, attempts = 0,
+        job_id = excluded.job_id, attributes = excluded.attributes, profile = excluded.profile,
+        status = excluded.status, attempts = 0,
         next_attempt_at = excluded.next_attempt_at, last_status = NULL, last_error = NULL,
         updated_at = excluded.updated_at, delivered_at = NULL
     WHERE events.status = 'dead'"""
+
+# Selecting from events skips unknown ids and dry-run events, which are never sent.
+_INSERT_ATTEMPT = ("INSERT INTO attempts (event_id, at, status, body)"
+                   " SELECT id, ?, ?, ? FROM events WHERE id = ? AND status != 'dry-run'")
 
 # Dead now: a replay marks the dead jobs it supersedes "replayed" and replaces dead events it re-maps.
 _DEAD_WEBHOOK = """(
@@ -280,11 +301,14 @@ class SqliteStore(ConsentTables):
                                    order="next_attempt_at, id"))
 
     def complete_job(self, job_id: int, *, events: list[NewEvent], skipped: list[NewSkip], now: float) -> None:
+        rows = []
+        for index, event in enumerate(events):
+            parts = EventJson.from_body(event.body, index)
+            rows.append((job_id, event.retailer, event.metric, event.unique_id, parts.attributes, parts.profile,
+                         "dry-run" if event.dry_run else "pending", now, now, now))
         with self._transaction("complete job") as db:
             _require(db, "jobs", job_id)
-            db.executemany(_UPSERT_EVENT, [
-                (job_id, e.retailer, e.metric, e.unique_id, json.dumps(e.body, ensure_ascii=False),
-                 "dry-run" if e.dry_run else "pending", now, now, now) for e in events])
+            db.executemany(_UPSERT_EVENT, rows)
             db.executemany("INSERT INTO skips (job_id, metric, unique_id, reason, created_at) VALUES (?, ?, ?, ?, ?)",
                            [(job_id, s.metric, s.unique_id, s.reason, now) for s in skipped])
             db.execute("UPDATE jobs SET status = 'done', last_error = NULL, updated_at = ? WHERE id = ?",
@@ -307,16 +331,15 @@ class SqliteStore(ConsentTables):
         with self._transaction("claim events") as db:
             ids = lease(db, "events", where, limit=limit, now=now, lease_seconds=lease_seconds)
             rows = select_ids(db, f"SELECT {_EVENT_ROW_COLUMNS} FROM events", ids)
-        return [EventRow(id=r[0], retailer=r[1], metric=r[2], unique_id=r[3], body=json.loads(r[4]),
-                         attempts=r[5], created_at=r[6], size=len(r[4].encode())) for r in rows]
+        return [EventRow(id=r[0], retailer=r[1], metric=r[2], unique_id=r[3], event=EventJson(r[3], r[4], r[5]),
+                         attempts=r[6], created_at=r[7]) for r in rows]
 
     def mark_delivered(self, ids: list[int], *, now: float, status: int) -> None:
         with self._transaction("mark delivered") as db:
-            for event_id in ids:
-                _insert_attempt(db, event_id, now, status, "")
-                db.execute("UPDATE events SET status = 'delivered', last_status = ?, last_error = NULL,"
+            db.executemany(_INSERT_ATTEMPT, [(now, status, "", event_id) for event_id in ids])
+            db.executemany("UPDATE events SET status = 'delivered', last_status = ?, last_error = NULL,"
                            " delivered_at = ?, updated_at = ? WHERE id = ? AND status != 'dry-run'",
-                           (status, now, now, event_id))
+                           [(status, now, now, event_id) for event_id in ids])
 
     def record_failure(self, ids: list[int], *, now: float, status: int | None, body: str,
                        retry_at: float | None) -> None:
@@ -324,7 +347,7 @@ class SqliteStore(ConsentTables):
         new_status = "dead" if retry_at is None else "pending"
         with self._transaction("record failure") as db:
             for event_id in ids:
-                _insert_attempt(db, event_id, now, status, body)
+                db.execute(_INSERT_ATTEMPT, (now, status, body, event_id))
                 # Only an event still in flight moves; a late failure never undoes a delivery.
                 db.execute("UPDATE events SET status = ?, next_attempt_at = COALESCE(?, next_attempt_at),"
                            " last_status = ?, last_error = ?, updated_at = ?"
@@ -431,10 +454,6 @@ def _require(db: sqlite3.Connection, table: str, row_id: int) -> None:
         raise KeyError(f"no {table[:-1]} {row_id}")
 
 
-def _insert_attempt(db: sqlite3.Connection, event_id: int, now: float, status: int | None, body: str) -> None:
-    # Selecting from events skips unknown ids and dry-run events, which are never sent.
-    db.execute("INSERT INTO attempts (event_id, at, status, body)"
-               " SELECT id, ?, ?, ? FROM events WHERE id = ? AND status != 'dry-run'", (now, status, body, event_id))
 
 
 def _truncate(text: str, limit: int = ATTEMPT_BODY_LIMIT) -> str:

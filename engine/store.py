@@ -10,13 +10,13 @@ A job fetches and maps one STORIS entity of an accepted webhook; its events are 
 Claiming leases a row: it is ``leased`` until the worker completes or fails it, or until the lease runs out,
 when it is claimable again (the worker crashed). Every claim counts as an attempt, so ``attempts`` on a
 claimed row is the number of the attempt now running (1 for the first): pass it straight to
-``RetryPolicy.delay`` and ``RetryPolicy.exhausted``.
+``RetryPolicy.retry_at``.
 
 An event is unique per (retailer, metric, unique_id). Storing it again changes nothing, unless the stored
 one is dead: then the new body replaces it and it is delivered afresh (a replay after a mapping fix).
 
 Times are float epoch seconds passed in by the caller; a store never reads the clock. Methods are
-synchronous and short; an asyncio server runs them in a thread pool.
+synchronous and short; the asyncio server runs them on one thread of their own (engine/store_thread.py).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from engine.errors import EngineError
+from engine.event_json import EventJson
 
 WEBHOOK_STATUSES = ("accepted", "ignored", "test")
 JOB_STATUSES = ("pending", "leased", "done", "dead", "replayed")
@@ -145,12 +146,10 @@ class EventRow:
     retailer: str
     metric: str
     unique_id: str
-    body: dict[str, Any]
+    event: EventJson
     attempts: int
     """The number of this attempt: 1 on the first claim."""
     created_at: float
-    size: int
-    """Bytes of the body as stored: at least its compact encoding, so job sizes can be planned unencoded."""
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from engine.compile import Retailer
 from engine.connections import Connections
 from engine.consent_worker import ConsentWork
 from engine.errors import DeliveryError, MappingError, RetryableDeliveryError
+from engine.event_json import EventJson
 from engine.klaviyo import KlaviyoClient, plan_bulk_jobs
 from engine.metrics import Metrics
 from engine.retry import RetryPolicy
@@ -169,20 +170,25 @@ class Worker:
     # -- deliver ---------------------------------------------------------------------------------------
 
     async def deliver(self) -> int:
-        """Deliver due events, a batch at a time; while one batch is out, the next is claimed and decoded.
+        """Deliver due events, a batch at a time; while one batch is out, the next is claimed and sent too.
 
-        At most ``PIPELINED_BATCHES`` batches per call, so a large backlog never starves new webhooks."""
+        Two batches are out at most, so memory stays bounded, and at most ``PIPELINED_BATCHES`` batches per
+        call, so a large backlog never starves new webhooks."""
         delivered = 0
+        sending: asyncio.Task | None = None
         rows = await self._claim_events()
         for round_ in range(PIPELINED_BATCHES):
             if not rows:
                 break
-            sending = asyncio.create_task(self._deliver_batch(rows))
+            previous, sending = sending, asyncio.create_task(self._deliver_batch(rows))
             more = round_ < PIPELINED_BATCHES - 1 and len(rows) == self.settings.batch
             upcoming = await self._claim_events() if more else []
-            await sending
+            if previous is not None:
+                await previous
             delivered += len(rows)
             rows = upcoming
+        if sending is not None:
+            await sending
         return delivered
 
     async def _claim_events(self) -> list[EventRow]:
@@ -200,12 +206,12 @@ class Worker:
         if len(rows) < self.settings.bulk_threshold:
             await self._send_each(client, rows)
             return
-        by_body = {id(row.body): row for row in rows}
+        by_event = {id(row.event): row for row in rows}
         semaphore = asyncio.Semaphore(self.settings.concurrency)
 
         # Jobs go out concurrently (the limiter still paces them): encoding one while Klaviyo reads another.
-        async def send(job: list[dict]) -> None:
-            batch = [by_body[id(body)] for body in job]
+        async def send(job: list[EventJson]) -> None:
+            batch = [by_event[id(event)] for event in job]
             async with semaphore:
                 try:
                     await client.bulk_create_events(job)
@@ -217,7 +223,7 @@ class Worker:
                     return
             await self._delivered(batch, 202)
 
-        jobs = plan_bulk_jobs([row.body for row in rows], [row.size for row in rows])
+        jobs = plan_bulk_jobs([row.event for row in rows])
         await asyncio.gather(*(send(job) for job in jobs))
 
     async def _send_each(self, client: KlaviyoClient, rows: list[EventRow]) -> None:
@@ -226,7 +232,7 @@ class Worker:
         async def one(row: EventRow) -> None:
             async with semaphore:
                 try:
-                    await client.create_event(row.body)
+                    await client.create_event(row.event)
                 except DeliveryError as exc:
                     await self._failed([row], exc)
                 else:

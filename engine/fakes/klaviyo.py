@@ -190,6 +190,10 @@ def create_app(*, keys: dict[str, set[str]] | None = None, limits: Limits | None
 def _api_endpoint(state: _State, operation: _Operation) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         started = time.time()
+        # Klaviyo counts a request against the rate limits when it arrives. This one process may get to it
+        # later, after the jobs queued before it: counting then would shift its windows and refuse requests
+        # a client rightly paced by their sending time.
+        arrived = state.windows.now()
         key = _api_key(request)
         # Read the body before any failure delay: a client that gives up meanwhile has still sent it.
         await request.body()
@@ -197,13 +201,14 @@ def _api_endpoint(state: _State, operation: _Operation) -> Callable[[Request], A
         entry = {"t": started, "method": request.method, "path": relative_path(request.scope), "status": None,
                  "key": key[-4:] if key else None}
         state.requests.append(entry)
-        response = await _answer(state, operation, request, key)
+        response = await _answer(state, operation, request, key, arrived)
         entry["status"] = response.status_code
         return response
     return endpoint
 
 
-async def _answer(state: _State, operation: _Operation, request: Request, key: str | None) -> Response:
+async def _answer(state: _State, operation: _Operation, request: Request, key: str | None,
+                  arrived: float) -> Response:
     failure = state.failures.take()
     if failure is not None:
         failed = await failure.respond(_status_error)
@@ -220,7 +225,7 @@ async def _answer(state: _State, operation: _Operation, request: Request, key: s
         return _error(400, "Missing required header 'revision'.", parameter="revision")
     if not _REVISION.fullmatch(revision):
         return _error(400, f"Invalid revision {revision!r}: expected YYYY-MM-DD.", parameter="revision")
-    verdict = state.windows.hit(key, operation.name)
+    verdict = state.windows.hit(key, operation.name, arrived=arrived)
     if not verdict.allowed:
         return _status_error(429, verdict.reset)
     missing = [scope for scope in operation.scopes if scope not in scopes]

@@ -75,9 +75,14 @@ class FixedWindows:
     def clear(self) -> None:
         self._windows.clear()
 
-    def hit(self, key: str, endpoint: str) -> Verdict:
-        """Count one request of ``key`` to ``endpoint``, unless a window is full."""
-        now = self._clock()
+    def now(self) -> float:
+        return self._clock()
+
+    def hit(self, key: str, endpoint: str, *, arrived: float | None = None) -> Verdict:
+        """Count one request of ``key`` to ``endpoint``, unless a window is full.
+
+        ``arrived`` (from ``now()``) is when the request came in, if it is being counted later."""
+        now = self._clock() if arrived is None else arrived
         caps = self.limits.by_endpoint[endpoint]
         windows = self._windows.setdefault((key, endpoint), [[now, 0] for _ in SPANS])
         for window, span in zip(windows, SPANS):

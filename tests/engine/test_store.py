@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import signal
 import sqlite3
@@ -12,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.sqlite_store import SCHEMA_VERSION, SqliteStore
+from engine.event_json import EventJson
+from engine.sqlite_store import _MIGRATIONS, SCHEMA_VERSION, SqliteStore
 from engine.store import IncomingWebhook, Job, NewEvent, NewSkip, Store, StoreError
 
 RETAILER = "sunrise-patio"
@@ -32,9 +34,13 @@ def _webhook(store: SqliteStore, *entities: str, body: bytes = b'{"id": 1}', sta
     return receipt.id
 
 
-def _event(unique_id: str = "sale-1", *, body: dict | None = None, dry_run: bool = False) -> NewEvent:
-    return NewEvent(retailer=RETAILER, metric="Placed Order", unique_id=unique_id,
-                    body=body if body is not None else {"v": 1}, dry_run=dry_run)
+def _event(unique_id: str = "sale-1", *, properties: dict | None = None, dry_run: bool = False,
+           retailer: str = RETAILER) -> NewEvent:
+    body = {"data": {"type": "event", "attributes": {
+        "properties": properties if properties is not None else {"v": 1}, "unique_id": unique_id,
+        "metric": {"data": {"type": "metric", "attributes": {"name": "Placed Order"}}},
+        "profile": {"data": {"type": "profile", "attributes": {"email": "ana@example.com"}}}}}}
+    return NewEvent(retailer=retailer, metric="Placed Order", unique_id=unique_id, body=body, dry_run=dry_run)
 
 
 def _one_job(store: SqliteStore, *, now: float = 0.0) -> Job:
@@ -164,13 +170,13 @@ def _claim_events(store: SqliteStore, now: float = 0.0, **kwargs: object) -> lis
 @pytest.mark.parametrize("state", ["pending", "delivered", "dry-run", "leased"])
 def test_storing_an_event_again_changes_nothing_unless_it_is_dead(store: SqliteStore, state: str) -> None:
     _webhook(store, "S1", body=b"1")
-    _produce(store, _event(body={"v": 1}, dry_run=state == "dry-run"))
+    _produce(store, _event(properties={"v": 1}, dry_run=state == "dry-run"))
     if state in ("delivered", "leased"):
         [row] = _claim_events(store)
         if state == "delivered":
             store.mark_delivered([row.id], now=1, status=202)
     _webhook(store, "S1", body=b"2")
-    _produce(store, _event(body={"v": 2}))
+    _produce(store, _event(properties={"v": 2}))
     [view] = store.list_events()
     assert view.status == state
     assert store.counts()["events"][state] == 1
@@ -178,13 +184,13 @@ def test_storing_an_event_again_changes_nothing_unless_it_is_dead(store: SqliteS
 
 def test_a_dead_event_is_replaced_and_sent_afresh(store: SqliteStore) -> None:
     _webhook(store, "S1", body=b"1")
-    _produce(store, _event(body={"v": 1}))
+    _produce(store, _event(properties={"v": 1}))
     [row] = _claim_events(store)
     store.record_failure([row.id], now=1, status=400, body="bad", retry_at=None)
     _webhook(store, "S1", body=b"2", now=2)
-    _produce(store, _event(body={"v": 2}), now=2)
+    _produce(store, _event(properties={"v": 2}), now=2)
     [again] = _claim_events(store, now=2)
-    assert (again.id, again.body, again.attempts) == (row.id, {"v": 2}, 1)
+    assert (again.id, json.loads(again.event.attributes)["properties"], again.attempts) == (row.id, {"v": 2}, 1)
     assert len(store.attempts(row.id)) == 1  # the history stays
 
 
@@ -197,7 +203,7 @@ def test_dry_run_events_are_never_claimed(store: SqliteStore) -> None:
 
 def test_events_are_claimed_oldest_first_per_retailer_and_leased(store: SqliteStore) -> None:
     _webhook(store, "S1")
-    other = NewEvent(retailer="harbor-home", metric="Placed Order", unique_id="h", body={}, dry_run=False)
+    other = _event("h", retailer="harbor-home")
     _produce(store, _event("a"), other, _event("b"))
     assert [e.unique_id for e in _claim_events(store, retailer=RETAILER)] == ["a", "b"]
     assert _claim_events(store, now=59, retailer=RETAILER) == []
@@ -422,3 +428,29 @@ def test_record_webhooks_commits_a_batch_at_once_and_dedupes_within_it(tmp_path:
         assert [r.duplicate for r in receipts] == [False, False, True]
         assert receipts[2].id == receipts[0].id
         assert sorted(job.entity_id for job in store.claim_jobs(limit=10, now=1.0, lease_seconds=5)) == ["1", "2", "3"]
+
+
+def test_events_stored_as_whole_bodies_by_an_older_engine_are_split_when_it_opens(tmp_path: Path) -> None:
+    path = tmp_path / "engine.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    for statement in (*_MIGRATIONS[0], *_MIGRATIONS[1]):
+        db.execute(statement)
+    db.execute("PRAGMA user_version = 2")
+    plain = _event("plain", properties={"note": "café", "n": 1.0}).body
+    with_meta = _event("meta").body
+    with_meta["data"]["attributes"]["profile"]["data"]["attributes"]["meta"] = {
+        "patch_properties": {"append": {"skus": "92538"}}}
+    db.execute("INSERT INTO webhooks (retailer, source, event_type, sha256, body, entity_ids, status, received_at)"
+               " VALUES (?, 'storis', 'OrderWrittenSale', 'x', x'', '[]', 'accepted', 0)", (RETAILER,))
+    for body in (plain, with_meta):
+        attributes = body["data"]["attributes"]
+        db.execute("INSERT INTO events (retailer, metric, unique_id, body, status, next_attempt_at, created_at,"
+                   " updated_at) VALUES (?, 'Placed Order', ?, ?, 'pending', 0, 0, 0)",
+                   (RETAILER, attributes["unique_id"], json.dumps(body, ensure_ascii=False)))
+    db.close()
+    with SqliteStore.open(path) as store:
+        rows = _claim_events(store)
+    assert [json.loads(row.event.create_event()) for row in rows] == [plain, with_meta]
+    assert [(json.loads(row.event.attributes), json.loads(row.event.profile)) for row in rows] == [
+        (json.loads(EventJson.from_body(body).attributes), json.loads(EventJson.from_body(body).profile))
+        for body in (plain, with_meta)]

@@ -90,3 +90,33 @@ def test_dry_run_events_are_stored_but_never_sent(tmp_path: Path, serve) -> None
         assert _deliver(store, base_url) == 0
         assert httpx.get(f"{base_url}/_requests").json() == []
     assert store.counts()["events"]["dry-run"] == 3
+
+
+def test_a_long_backlog_keeps_two_batches_out_at_most_and_sends_each_event_once(tmp_path: Path) -> None:
+    store = _store(tmp_path, [_body(n) for n in range(20)])
+    in_flight, most, sent = 0, 0, []
+
+    async def klaviyo(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.05)
+        in_flight -= 1
+        for group in json.loads(request.content)["data"]["attributes"]["events-bulk-create"]["data"]:
+            sent.extend(e["attributes"]["unique_id"] for e in group["attributes"]["events"]["data"])
+        return httpx.Response(202)
+
+    async def run() -> list[int]:
+        conn = _worker(store, "https://klaviyo.test").connections["demo"]
+        worker = Worker(store=store, retailers={}, connections={"demo": conn},
+                        settings=WorkerSettings(batch=4, bulk_threshold=2), transport=httpx.MockTransport(klaviyo))
+        try:
+            return [await worker.deliver(), await worker.deliver()]
+        finally:
+            await worker.close()
+
+    # Four batches of four per call: the fifth waits for the next call, so new work is never starved.
+    assert asyncio.run(run()) == [16, 4]
+    assert most == 2
+    assert sorted(sent) == sorted(f"order:{n}" for n in range(20))
+    assert store.counts()["events"]["delivered"] == 20

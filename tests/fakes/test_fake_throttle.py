@@ -62,3 +62,13 @@ def test_defaults_are_klaviyos_published_limits() -> None:
         "create_event": (350, 3500), "bulk_create_events": (10, 150), "bulk_subscribe_profiles": (75, 750),
         "get_accounts": (1, 15), "get_list": (75, 750), "get_profile": (75, 750)}
     assert repr(Limits(get_list=(1, 2))).startswith("Limits(create_event=(350, 3500), ")
+
+
+def test_a_request_counted_late_counts_from_when_it_arrived() -> None:
+    clock = Clock()
+    windows = FixedWindows(Limits(bulk_create_events=(1, 100)), clock=clock)
+    first = windows.now()
+    clock.now += 0.3  # the fake was busy: it counts the first request 0.3 s after it arrived
+    assert windows.hit("k", "bulk_create_events", arrived=first).allowed
+    clock.now = first + 1.05  # a client pacing by its own sending time sends the second one now
+    assert windows.hit("k", "bulk_create_events", arrived=windows.now()).allowed
