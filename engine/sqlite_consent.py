@@ -80,7 +80,7 @@ class ConsentTables:
     def record_unsubscribes(self, *, retailer: str, event_type: str, body: bytes,
                             unsubscribes: list[NewUnsubscribe], now: float) -> tuple[WebhookReceipt, int]:
         digest = hashlib.sha256(body).hexdigest()
-        with self._transaction("record unsubscribes", durable=True) as db:
+        with self._transaction("record unsubscribes") as db:
             row = db.execute("SELECT id FROM webhooks WHERE retailer = ? AND source = 'klaviyo' AND event_type = ?"
                              " AND sha256 = ?", (retailer, event_type, digest)).fetchone()
             if row is not None:

@@ -454,3 +454,14 @@ def test_events_stored_as_whole_bodies_by_an_older_engine_are_split_when_it_open
     assert [(json.loads(row.event.attributes), json.loads(row.event.profile)) for row in rows] == [
         (json.loads(EventJson.from_body(body).attributes), json.loads(EventJson.from_body(body).profile))
         for body in (plain, with_meta)]
+
+
+def test_an_accepted_webhook_gets_one_job_per_distinct_entity_in_order(store: SqliteStore) -> None:
+    accepted = IncomingWebhook(RETAILER, "storis", "OrderWrittenSale", b"1", ("S3", "S1", "S3", "S2"), "accepted")
+    ignored = IncomingWebhook(RETAILER, "storis", "OrderWrittenQuote", b"2", ("Q1",), "ignored")
+    test = IncomingWebhook(RETAILER, "storis", "OrderWrittenSale", b"3", ("S9",), "test")
+    first, _, _ = store.record_webhooks([accepted, ignored, test], now=5.0)
+    jobs = store.claim_jobs(limit=10, now=5.0, lease_seconds=60)
+    assert [(j.webhook_id, j.entity_id) for j in sorted(jobs, key=lambda j: j.id)] == [
+        (first.id, "S3"), (first.id, "S1"), (first.id, "S2")]
+    assert sum(store.counts()["jobs"].values()) == 3
