@@ -46,9 +46,9 @@ def process(args: list[str], *, health_url: str, env: dict[str, str] | None = No
             proc.kill()
 
 
-def rss_mib() -> float:
-    """This process's resident memory, from /proc (Linux)."""
+def peak_rss_mib() -> float:
+    """The most resident memory this process has had so far (the kernel's high-water mark; Linux)."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import ROOT, free_port, process, rss_mib
+from bench.common import ROOT, free_port, peak_rss_mib, process
 from engine.connections import Connections
 from engine.golden import GOLDEN
 from engine.sqlite_store import SqliteStore
@@ -73,15 +73,14 @@ async def drain(db: Path, base_url: str) -> tuple[float, float]:
                        webhook_secret=None, storis_base_url=None, storis_client_id=None, storis_client_secret=None,
                        klaviyo_base_url=base_url, klaviyo_api_key="pk_bench", klaviyo_revision="2026-07-15")
     worker = Worker(store=store, retailers={}, connections={"demo": conn}, settings=WorkerSettings(lease_seconds=60))
-    peak = rss_mib()
     start = time.perf_counter()
     try:
         while await worker.deliver():
-            peak = max(peak, rss_mib())
+            pass
     finally:
         await worker.close()
         store.close()
-    return time.perf_counter() - start, peak
+    return time.perf_counter() - start, peak_rss_mib()
 
 
 def drain_in_child(db: Path, base_url: str) -> tuple[float, float]:

@@ -179,8 +179,13 @@ class KlaviyoClient:
         return response
 
     async def _send(self, endpoint: _Endpoint, path: str, content: bytes | None) -> httpx.Response:
-        await self._limiter.acquire(endpoint.name)
-        request = self._http.build_request(endpoint.method, path, content=content)
+        sent = await self._limiter.acquire(endpoint.name)
+
+        async def trace(event: str, info: dict) -> None:
+            if event.endswith("send_request_headers.started"):
+                sent()
+
+        request = self._http.build_request(endpoint.method, path, content=content, extensions={"trace": trace})
         response = await send(self._http, request, service=SERVICE)
         if response.status_code == 429:
             self._limiter.block(parse_retry_after(response.headers.get("Retry-After")) or 1.0)

@@ -56,26 +56,30 @@ TRANSIT_MARGIN = 0.05
 
 
 class _Window:
-    """The send times of one endpoint's latest requests: enough of them to check both spans in O(1)."""
+    """The send times of one endpoint's latest requests: enough of them to check both spans in O(1).
+
+    Each time is a one-item list, so that a request can be stamped again when it actually leaves."""
 
     __slots__ = ("second", "minute")
 
     def __init__(self, limit: Limit) -> None:
         # A full deque's oldest entry is the request `burst` (or `steady`) sends ago; appending evicts it.
-        self.second: deque[float] = deque(maxlen=limit.burst)
-        self.minute: deque[float] = deque(maxlen=limit.steady)
+        self.second: deque[list[float]] = deque(maxlen=limit.burst)
+        self.minute: deque[list[float]] = deque(maxlen=limit.steady)
 
     def wait(self, now: float) -> float:
         wait = 0.0
         if len(self.second) == self.second.maxlen:
-            wait = self.second[0] + BURST_SECONDS + TRANSIT_MARGIN - now
+            wait = self.second[0][0] + BURST_SECONDS + TRANSIT_MARGIN - now
         if len(self.minute) == self.minute.maxlen:
-            wait = max(wait, self.minute[0] + STEADY_SECONDS + TRANSIT_MARGIN - now)
+            wait = max(wait, self.minute[0][0] + STEADY_SECONDS + TRANSIT_MARGIN - now)
         return wait
 
-    def record(self, now: float) -> None:
-        self.second.append(now)
-        self.minute.append(now)
+    def record(self, now: float) -> list[float]:
+        stamp = [now]
+        self.second.append(stamp)
+        self.minute.append(stamp)
+        return stamp
 
 
 class AccountLimiter:
@@ -94,8 +98,11 @@ class AccountLimiter:
     def __repr__(self) -> str:
         return f"AccountLimiter(endpoints={sorted(self._windows)!r}, blocked_until={self._blocked_until!r})"
 
-    async def acquire(self, endpoint: str) -> None:
-        """Wait until a request to ``endpoint`` (an operation id in ``limits``) may be sent, and count it."""
+    async def acquire(self, endpoint: str) -> Callable[[], None]:
+        """Wait until a request to ``endpoint`` (an operation id in ``limits``) may be sent, and count it.
+
+        Call the function returned when the request actually leaves: it may first wait for a connection or
+        for a busy event loop, and the requests after it are paced from when it left, as Klaviyo counts."""
         window = self._windows.get(endpoint)
         if window is None:
             if endpoint not in self._limits:
@@ -108,9 +115,14 @@ class AccountLimiter:
                 now = self._clock()
                 wait = max(self._blocked_until - now, window.wait(now))
                 if wait <= 0:
-                    window.record(now)
-                    return
+                    return self._sent(window.record(now))
                 await self._sleep(wait)
+
+    def _sent(self, stamp: list[float]) -> Callable[[], None]:
+        def sent() -> None:
+            stamp[0] = max(stamp[0], self._clock())
+
+        return sent
 
     def block(self, seconds: float) -> None:
         """Hold every request of this account, any endpoint, for ``seconds`` from now (after a 429)."""

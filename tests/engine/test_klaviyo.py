@@ -12,6 +12,7 @@ import pytest
 
 from engine.errors import DeliveryError, RetryableDeliveryError
 from engine.event_json import EventJson, bulk_job
+from engine.fakes import klaviyo as fake_klaviyo
 from engine.klaviyo import DEFAULT_TIMEOUT, MAX_BULK_BYTES, KlaviyoClient, plan_bulk_jobs
 from engine.ratelimit import SHARED_LIMITERS, AccountLimiter
 
@@ -122,8 +123,9 @@ async def test_every_call_acquires_its_endpoint_limit_first() -> None:
     acquired: list[str] = []
 
     class Spy(AccountLimiter):
-        async def acquire(self, endpoint: str) -> None:
+        async def acquire(self, endpoint: str) -> Callable[[], None]:
             acquired.append(endpoint)
+            return lambda: None
 
     def answer(request: httpx.Request) -> httpx.Response:
         if request.method == "GET" and request.url.path == "/api/accounts":
@@ -463,3 +465,23 @@ def test_every_planned_job_is_under_5_mb_whatever_the_characters(filler: str) ->
         assert len(bulk_job(job)) <= MAX_BULK_BYTES
     # Four-byte characters take four times the room: fewer events fit in each job.
     assert len(jobs) == {"x": 3, "é": 5, "😀": 10}[filler]
+
+
+async def test_a_request_is_stamped_as_sent_when_its_headers_leave(serve) -> None:
+    stamped: list[str] = []
+
+    class Spy(AccountLimiter):
+        async def acquire(self, endpoint: str) -> Callable[[], None]:
+            sent = await super().acquire(endpoint)
+
+            def stamp() -> None:
+                stamped.append(endpoint)
+                sent()
+
+            return stamp
+
+    with serve(fake_klaviyo.create_app()) as base_url:
+        async with KlaviyoClient(api_key=API_KEY, base_url=base_url, limiter=Spy()) as klaviyo:
+            await klaviyo.create_event(event("o-1"))
+            await klaviyo.bulk_create_events([event("o-2"), event("o-3")])
+    assert stamped == ["create_event", "bulk_create_events"]

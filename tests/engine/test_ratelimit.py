@@ -181,3 +181,25 @@ def test_limits_must_make_sense() -> None:
         Limit(burst=0, steady=10)
     with pytest.raises(ValueError, match="steady"):
         Limit(burst=10, steady=5)
+
+
+async def test_the_next_window_counts_from_when_a_request_actually_left() -> None:
+    clock = FakeClock()
+    account = limiter(clock, e=Limit(burst=2, steady=100))
+    first_sent = await account.acquire("e")
+    await account.acquire("e")
+    clock.now = 0.3  # the first request waited for a connection: it left only now
+    first_sent()
+    await account.acquire("e")
+    assert clock.now == pytest.approx(1.3 + TRANSIT_MARGIN)
+
+
+async def test_stamping_a_request_as_sent_never_moves_it_earlier() -> None:
+    clock = FakeClock(5.0)
+    account = limiter(clock, e=Limit(burst=1, steady=100))
+    sent = await account.acquire("e")
+    clock.now = 4.0  # a clock read out of order must not free the slot early
+    sent()
+    clock.now = 5.0
+    await account.acquire("e")
+    assert clock.now == pytest.approx(6.0 + TRANSIT_MARGIN)
