@@ -11,9 +11,8 @@ import json
 import sqlite3
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any
 
-from engine.sqlite_rows import Where, lease, select_ids
+from engine.sqlite_rows import Where, lease
 from engine.store import (
     DeadLetter,
     NewUnsubscribe,
@@ -101,7 +100,8 @@ class ConsentTables:
 
     def claim_unsubscribes(self, *, limit: int, now: float, lease_seconds: float) -> list[UnsubscribeTask]:
         with self._transaction("claim unsubscribes") as db:
-            rows = _leased_rows(db, "unsubscribes", _UNSUBSCRIBE_COLUMNS, limit, now, lease_seconds)
+            rows = lease(db, "unsubscribes", Where(), columns=_UNSUBSCRIBE_COLUMNS, limit=limit, now=now,
+                         lease_seconds=lease_seconds)
         return [UnsubscribeTask(*row) for row in rows]
 
     def complete_unsubscribe(self, task_id: int, *, email: str | None, customer_id: str | None, note: str,
@@ -137,7 +137,8 @@ class ConsentTables:
 
     def claim_subscriptions(self, *, limit: int, now: float, lease_seconds: float) -> list[SubscriptionTask]:
         with self._transaction("claim subscriptions") as db:
-            rows = _leased_rows(db, "subscriptions", _SUBSCRIPTION_COLUMNS, limit, now, lease_seconds)
+            rows = lease(db, "subscriptions", Where(), columns=_SUBSCRIPTION_COLUMNS, limit=limit, now=now,
+                         lease_seconds=lease_seconds)
         return [SubscriptionTask(*row) for row in rows]
 
     def finish_subscriptions(self, ids: list[int], *, status: str, now: float) -> None:
@@ -179,12 +180,6 @@ class ConsentTables:
                 result[table].update(db.execute(f"SELECT status, COUNT(*) FROM {table} GROUP BY status"))
             result["suppressions"] = {"total": db.execute("SELECT COUNT(*) FROM suppressions").fetchone()[0]}
         return result
-
-
-def _leased_rows(db: sqlite3.Connection, table: str, columns: str, limit: int, now: float,
-                 lease_seconds: float) -> list[tuple[Any, ...]]:
-    ids = lease(db, table, Where(), limit=limit, now=now, lease_seconds=lease_seconds)
-    return select_ids(db, f"SELECT {columns} FROM {table}", ids)
 
 
 def _fail(db: sqlite3.Connection, table: str, task_id: int, error: str, retry_at: float | None, now: float) -> None:

@@ -22,15 +22,18 @@ class Where:
         return f"WHERE {' AND '.join(self.sql)}" if self.sql else ""
 
 
-def lease(db: sqlite3.Connection, table: str, where: Where, *, limit: int, now: float, lease_seconds: float,
-          order: str = "id") -> list[int]:
+def lease(db: sqlite3.Connection, table: str, where: Where, *, columns: str, limit: int, now: float,
+          lease_seconds: float, order: str = "id") -> list[tuple]:
     """Lease up to ``limit`` due rows of ``table`` (pending, or leased with the lease run out) matching
-    ``where``: counted as an attempt and hidden from other claims until ``now + lease_seconds``."""
+    ``where``: counted as an attempt and hidden from other claims until ``now + lease_seconds``.
+
+    Returns their ``columns`` (id first) as leased, in id order. One statement however many rows: a claim
+    then lets go of the GIL once, not once per row."""
     due = Where(["status IN ('pending', 'leased')", "next_attempt_at <= ?", *where.sql], [now, *where.params])
-    ids = [r[0] for r in db.execute(f"SELECT id FROM {table} {due} ORDER BY {order} LIMIT ?", [*due.params, limit])]
-    db.executemany(f"UPDATE {table} SET status = 'leased', attempts = attempts + 1, next_attempt_at = ?,"
-                   " updated_at = ? WHERE id = ?", [(now + lease_seconds, now, i) for i in ids])
-    return ids
+    rows = db.execute(f"UPDATE {table} SET status = 'leased', attempts = attempts + 1, next_attempt_at = ?,"
+                      f" updated_at = ? WHERE id IN (SELECT id FROM {table} {due} ORDER BY {order} LIMIT ?)"
+                      f" RETURNING {columns}", [now + lease_seconds, now, *due.params, limit]).fetchall()
+    return sorted(rows, key=lambda row: row[0])
 
 
 def select_ids(db: sqlite3.Connection, select: str, ids: list[int]) -> list[tuple]:

@@ -311,8 +311,9 @@ class SqliteStore(ConsentTables):
 
     def claim_jobs(self, *, limit: int, now: float, lease_seconds: float) -> list[Job]:
         with self._transaction("claim jobs") as db:
-            return _jobs(db, lease(db, "jobs", Where(), limit=limit, now=now, lease_seconds=lease_seconds,
-                                   order="next_attempt_at, id"))
+            rows = lease(db, "jobs", Where(), columns=_JOB_COLUMNS, limit=limit, now=now, lease_seconds=lease_seconds,
+                         order="next_attempt_at, id")
+        return [Job(*row) for row in rows]
 
     def complete_job(self, job_id: int, *, events: list[NewEvent], skipped: list[NewSkip], now: float) -> None:
         rows = []
@@ -343,8 +344,8 @@ class SqliteStore(ConsentTables):
         where = Where()
         where.add("retailer = ?", retailer)
         with self._transaction("claim events") as db:
-            ids = lease(db, "events", where, limit=limit, now=now, lease_seconds=lease_seconds)
-            rows = select_ids(db, f"SELECT {_EVENT_ROW_COLUMNS} FROM events", ids)
+            rows = lease(db, "events", where, columns=_EVENT_ROW_COLUMNS, limit=limit, now=now,
+                         lease_seconds=lease_seconds)
         return [EventRow(id=r[0], retailer=r[1], metric=r[2], unique_id=r[3], event=EventJson(r[3], r[4], r[5]),
                          attempts=r[6], created_at=r[7]) for r in rows]
 
