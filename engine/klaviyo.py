@@ -14,7 +14,7 @@ from urllib.parse import quote
 import httpx
 
 from engine.errors import DeliveryError
-from engine.event_json import GROUP_WRAPPER, JOB_ENVELOPE, EventJson, bulk_job, encode
+from engine.event_json import GROUP_WRAPPER, JOB_ENVELOPE, EventJson, bulk_job, compact_json
 from engine.http_errors import MAX_BODY_CHARS, decode_json, parse_retry_after, raise_for_status, send
 from engine.ratelimit import SHARED_LIMITERS, AccountLimiter, key_hash
 
@@ -129,7 +129,7 @@ class KlaviyoClient:
             },
             "relationships": {"list": {"data": {"type": "list", "id": list_id}}},
         }}
-        await self._call(BULK_SUBSCRIBE, content=encode(body).encode())
+        await self._call(BULK_SUBSCRIBE, content=compact_json(body).encode())
 
     async def get_profile(self, profile_id: str) -> dict:
         """The profile's attributes plus its ``id``."""

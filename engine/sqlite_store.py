@@ -200,8 +200,8 @@ class SqliteStore(ConsentTables):
                 mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
                 if mode != "wal":
                     raise StoreError(f"{path}: cannot use WAL mode (journal_mode is {mode!r})")
-                # For every commit, not only those acknowledging webhooks: switching the setting around
-                # them cost two more statements on the busiest path than the other commits' flushes cost.
+                # For every commit, not only those acknowledging webhooks: switching the setting around those
+                # alone took two more statements on the busiest path, which cost more than the other flushes.
                 db.execute("PRAGMA synchronous = FULL")
                 _migrate(db, path)
         except sqlite3.Error as exc:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -35,7 +35,8 @@ from engine.store import EventRow, Job, NewEvent, NewSkip, Store
 from engine.storis import StorisClient
 
 log = logging.getLogger("engine.worker")
-PIPELINED_BATCHES = 4
+BATCHES_OUT = 4
+BATCHES_PER_CALL = 8
 
 
 @dataclass(frozen=True)
@@ -170,25 +171,23 @@ class Worker:
     # -- deliver ---------------------------------------------------------------------------------------
 
     async def deliver(self) -> int:
-        """Deliver due events, a batch at a time; while one batch is out, the next is claimed and sent too.
+        """Deliver due events a batch at a time, claiming the next batch while earlier ones are out.
 
-        Two batches are out at most, so memory stays bounded, and at most ``PIPELINED_BATCHES`` batches per
-        call, so a large backlog never starves new webhooks."""
+        At most ``BATCHES_OUT`` batches are out at once, so memory stays bounded whatever the backlog, and at
+        most ``BATCHES_PER_CALL`` go per call, so a large backlog never starves new webhooks."""
         delivered = 0
-        sending: asyncio.Task | None = None
+        out: deque[asyncio.Task[None]] = deque()
         rows = await self._claim_events()
-        for round_ in range(PIPELINED_BATCHES):
+        for round_ in range(BATCHES_PER_CALL):
             if not rows:
                 break
-            previous, sending = sending, asyncio.create_task(self._deliver_batch(rows))
-            more = round_ < PIPELINED_BATCHES - 1 and len(rows) == self.settings.batch
-            upcoming = await self._claim_events() if more else []
-            if previous is not None:
-                await previous
+            out.append(asyncio.create_task(self._deliver_batch(rows)))
             delivered += len(rows)
-            rows = upcoming
-        if sending is not None:
-            await sending
+            more = round_ < BATCHES_PER_CALL - 1 and len(rows) == self.settings.batch
+            rows = await self._claim_events() if more else []
+            if len(out) == BATCHES_OUT:
+                await out.popleft()
+        await asyncio.gather(*out)
         return delivered
 
     async def _claim_events(self) -> list[EventRow]:

@@ -16,7 +16,7 @@ from engine.fakes import klaviyo as fake_klaviyo
 from engine.golden import GOLDEN
 from engine.sqlite_store import SqliteStore
 from engine.store import NewEvent
-from engine.worker import Worker, WorkerSettings
+from engine.worker import BATCHES_OUT, BATCHES_PER_CALL, Worker, WorkerSettings
 
 
 def _body(n: int) -> dict:
@@ -92,8 +92,8 @@ def test_dry_run_events_are_stored_but_never_sent(tmp_path: Path, serve) -> None
     assert store.counts()["events"]["dry-run"] == 3
 
 
-def test_a_long_backlog_keeps_two_batches_out_at_most_and_sends_each_event_once(tmp_path: Path) -> None:
-    store = _store(tmp_path, [_body(n) for n in range(20)])
+def test_a_long_backlog_keeps_a_few_batches_out_at_most_and_sends_each_event_once(tmp_path: Path) -> None:
+    store = _store(tmp_path, [_body(n) for n in range(40)])
     in_flight, most, sent = 0, 0, []
 
     async def klaviyo(request: httpx.Request) -> httpx.Response:
@@ -115,8 +115,8 @@ def test_a_long_backlog_keeps_two_batches_out_at_most_and_sends_each_event_once(
         finally:
             await worker.close()
 
-    # Four batches of four per call: the fifth waits for the next call, so new work is never starved.
-    assert asyncio.run(run()) == [16, 4]
-    assert most == 2
-    assert sorted(sent) == sorted(f"order:{n}" for n in range(20))
-    assert store.counts()["events"]["delivered"] == 20
+    # A call sends BATCHES_PER_CALL batches; the rest wait for the next call, so new work is never starved.
+    assert asyncio.run(run()) == [BATCHES_PER_CALL * 4, 40 - BATCHES_PER_CALL * 4]
+    assert most == BATCHES_OUT
+    assert sorted(sent) == sorted(f"order:{n}" for n in range(40))
+    assert store.counts()["events"]["delivered"] == 40
