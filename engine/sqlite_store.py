@@ -155,9 +155,11 @@ _INSERT_WEBHOOKS = (
     # A re-delivery inserts nothing and returns nothing: the caller looks it up.
     "ON CONFLICT (retailer, source, event_type, sha256) DO NOTHING RETURNING id, retailer, source, event_type, sha256")
 
-# Selecting from events skips unknown ids and dry-run events, which are never sent.
-_INSERT_ATTEMPT = ("INSERT INTO attempts (event_id, at, status, body)"
-                   " SELECT id, ?, ?, ? FROM events WHERE id = ? AND status != 'dry-run'")
+# For the events whose ids are in the JSON array bound last: one statement for a whole batch (each statement
+# gives up the GIL and wins it back from the busy event loop). Unknown ids and dry-run events are skipped.
+_IN_IDS = "id IN (SELECT value FROM json_each(?))"
+_INSERT_ATTEMPTS = ("INSERT INTO attempts (event_id, at, status, body)"
+                    f" SELECT id, ?, ?, ? FROM events WHERE {_IN_IDS} AND status != 'dry-run'")
 
 # Dead now: a replay marks the dead jobs it supersedes "replayed" and replaces dead events it re-maps.
 _DEAD_WEBHOOK = """(
@@ -350,24 +352,23 @@ class SqliteStore(ConsentTables):
                          attempts=r[6], created_at=r[7]) for r in rows]
 
     def mark_delivered(self, ids: list[int], *, now: float, status: int) -> None:
+        id_list = json.dumps(ids)
         with self._transaction("mark delivered") as db:
-            db.executemany(_INSERT_ATTEMPT, [(now, status, "", event_id) for event_id in ids])
-            db.executemany("UPDATE events SET status = 'delivered', last_status = ?, last_error = NULL,"
-                           " delivered_at = ?, updated_at = ? WHERE id = ? AND status != 'dry-run'",
-                           [(status, now, now, event_id) for event_id in ids])
+            db.execute(_INSERT_ATTEMPTS, (now, status, "", id_list))
+            db.execute("UPDATE events SET status = 'delivered', last_status = ?, last_error = NULL, delivered_at = ?,"
+                       f" updated_at = ? WHERE {_IN_IDS} AND status != 'dry-run'", (status, now, now, id_list))
 
     def record_failure(self, ids: list[int], *, now: float, status: int | None, body: str,
                        retry_at: float | None) -> None:
         body = _truncate(body)
         new_status = "dead" if retry_at is None else "pending"
+        id_list = json.dumps(ids)
         with self._transaction("record failure") as db:
-            for event_id in ids:
-                db.execute(_INSERT_ATTEMPT, (now, status, body, event_id))
-                # Only an event still in flight moves; a late failure never undoes a delivery.
-                db.execute("UPDATE events SET status = ?, next_attempt_at = COALESCE(?, next_attempt_at),"
-                           " last_status = ?, last_error = ?, updated_at = ?"
-                           " WHERE id = ? AND status IN ('pending', 'leased')",
-                           (new_status, retry_at, status, body, now, event_id))
+            db.execute(_INSERT_ATTEMPTS, (now, status, body, id_list))
+            # Only an event still in flight moves; a late failure never undoes a delivery.
+            db.execute("UPDATE events SET status = ?, next_attempt_at = COALESCE(?, next_attempt_at),"
+                       f" last_status = ?, last_error = ?, updated_at = ? WHERE {_IN_IDS}"
+                       " AND status IN ('pending', 'leased')", (new_status, retry_at, status, body, now, id_list))
 
     def attempts(self, event_id: int) -> list[Attempt]:
         with self._transaction("list attempts", write=False) as db:
