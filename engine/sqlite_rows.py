@@ -1,4 +1,4 @@
-"""SQL pieces both halves of the SQLite store use: optional filters, fetching by id, leasing due rows."""
+"""SQL pieces both halves of the SQLite store use: optional filters and leasing due rows."""
 
 from __future__ import annotations
 
@@ -34,12 +34,3 @@ def lease(db: sqlite3.Connection, table: str, where: Where, *, columns: str, lim
                       f" updated_at = ? WHERE id IN (SELECT id FROM {table} {due} ORDER BY {order} LIMIT ?)"
                       f" RETURNING {columns}", [now + lease_seconds, now, *due.params, limit]).fetchall()
     return sorted(rows, key=lambda row: row[0])
-
-
-def select_ids(db: sqlite3.Connection, select: str, ids: list[int]) -> list[tuple]:
-    """The rows ``select`` (a SELECT without WHERE) gives for ``ids``, in id order."""
-    if not ids:
-        return []
-    # SQLite allows 32766 parameters; claims are far smaller.
-    marks = ", ".join("?" * len(ids))
-    return db.execute(f"{select} WHERE id IN ({marks}) ORDER BY id", ids).fetchall()

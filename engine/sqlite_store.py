@@ -21,7 +21,7 @@ from pathlib import Path
 from engine.event_json import EventJson
 from engine.sqlite_consent import MIGRATION as CONSENT_MIGRATION
 from engine.sqlite_consent import ConsentTables
-from engine.sqlite_rows import Where, lease, select_ids
+from engine.sqlite_rows import Where, lease
 from engine.store import (
     ATTEMPT_BODY_LIMIT,
     EVENT_STATUSES,
@@ -284,12 +284,12 @@ class SqliteStore(ConsentTables):
             _require(db, "webhooks", webhook_id)
             db.execute("UPDATE jobs SET status = 'replayed', updated_at = ? WHERE webhook_id = ? AND status = 'dead'",
                        (now, webhook_id))
-            ids = [r[0] for r in db.execute(
+            rows = db.execute(
                 "INSERT INTO jobs (webhook_id, retailer, event_type, entity_id, status, next_attempt_at, created_at,"
                 " updated_at) SELECT w.id, w.retailer, w.event_type, e.value, 'pending', ?1, ?1, ?1"
-                " FROM webhooks w, json_each(w.entity_ids) e WHERE w.id = ?2 ORDER BY e.key RETURNING id",
-                (now, webhook_id)).fetchall()]
-            return _jobs(db, sorted(ids))
+                " FROM webhooks w, json_each(w.entity_ids) e WHERE w.id = ?2 ORDER BY e.key"
+                f" RETURNING {_JOB_COLUMNS}", (now, webhook_id)).fetchall()
+        return sorted((Job(*row) for row in rows), key=lambda job: job.id)
 
     def list_webhooks(self, *, retailer: str | None = None, since: float | None = None,
                       until: float | None = None, event_type: str | None = None,
@@ -468,10 +468,6 @@ def _insert_rows(db: sqlite3.Connection, statement: tuple[str, str, str], rows: 
         sql = f"{head} VALUES {', '.join([values] * len(chunk))} {tail}"
         out += db.execute(sql, [value for row in chunk for value in row]).fetchall()
     return out
-
-
-def _jobs(db: sqlite3.Connection, ids: list[int]) -> list[Job]:
-    return [Job(*row) for row in select_ids(db, f"SELECT {_JOB_COLUMNS} FROM jobs", ids)]
 
 
 def _require(db: sqlite3.Connection, table: str, row_id: int) -> None:
