@@ -4,10 +4,11 @@ Fills a fresh SQLite store with N pending events (default 20,000: Completed Purc
 retailer, each with its own unique_id and profile), runs the worker's delivery against the fake Klaviyo
 (its own process on loopback, default limits: Bulk Create Events 10/s and 150/min, 1,000 events a job),
 and reports events per second against the most those limits allow, duplicates and losses at the fake,
-and the worker's resident memory while draining, for growing backlogs (it must stay flat: the worker
-claims at most one batch at a time).
+over several rounds, then the worker's peak resident memory while draining growing backlogs (it must stay
+flat: the worker holds a few batches at most, whatever the backlog).
 
-Run: `python -m bench.drain [--events N] [--memory-steps 5000,10000,20000]` from the project folder.
+Run: `python -m bench.drain [--events N] [--rounds R] [--memory-steps 5000,10000,20000]` from the project
+folder.
 """
 
 from __future__ import annotations
