@@ -132,6 +132,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
+MIN_SQLITE = (3, 35)
 
 _JOB_COLUMNS = "id, webhook_id, retailer, event_type, entity_id, attempts, status"
 _EVENT_ROW_COLUMNS = "id, retailer, metric, unique_id, attributes, profile, attempts, created_at"
@@ -186,6 +187,9 @@ class SqliteStore(ConsentTables):
         ``busy_timeout`` is how long to wait for another process's write lock before failing.
         """
         path = Path(path)
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise StoreError(f"{path}: the store needs SQLite {'.'.join(map(str, MIN_SQLITE))} or newer (RETURNING,"
+                             f" DROP COLUMN); this Python has {sqlite3.sqlite_version}")
         try:
             if read_only:
                 db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
