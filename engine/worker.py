@@ -36,7 +36,6 @@ from engine.storis import StorisClient
 
 log = logging.getLogger("engine.worker")
 BATCHES_OUT = 4
-BATCHES_PER_CALL = 8
 
 
 @dataclass(frozen=True)
@@ -46,6 +45,7 @@ class WorkerSettings:
     poll_seconds: float = 1.0
     lease_seconds: float = 120.0
     batch: int = 2000
+    deliver_seconds: float = 5.0
     bulk_threshold: int = 50
     concurrency: int = 8
     retry: RetryPolicy = RetryPolicy()
@@ -173,17 +173,16 @@ class Worker:
     async def deliver(self) -> int:
         """Deliver due events a batch at a time, claiming the next batch while earlier ones are out.
 
-        At most ``BATCHES_OUT`` batches are out at once, so memory stays bounded whatever the backlog, and at
-        most ``BATCHES_PER_CALL`` go per call, so a large backlog never starves new webhooks."""
+        At most ``BATCHES_OUT`` batches are out at once, so memory stays bounded whatever the backlog, and no
+        batch is claimed after ``deliver_seconds``, so a large backlog never holds up new webhooks for long."""
+        started = time.monotonic()
         delivered = 0
         out: deque[asyncio.Task[None]] = deque()
         rows = await self._claim_events()
-        for round_ in range(BATCHES_PER_CALL):
-            if not rows:
-                break
+        while rows:
             out.append(asyncio.create_task(self._deliver_batch(rows)))
             delivered += len(rows)
-            more = round_ < BATCHES_PER_CALL - 1 and len(rows) == self.settings.batch
+            more = len(rows) == self.settings.batch and time.monotonic() - started < self.settings.deliver_seconds
             rows = await self._claim_events() if more else []
             if len(out) == BATCHES_OUT:
                 await out.popleft()

@@ -16,7 +16,7 @@ from engine.fakes import klaviyo as fake_klaviyo
 from engine.golden import GOLDEN
 from engine.sqlite_store import SqliteStore
 from engine.store import NewEvent
-from engine.worker import BATCHES_OUT, BATCHES_PER_CALL, Worker, WorkerSettings
+from engine.worker import BATCHES_OUT, Worker, WorkerSettings
 
 
 def _body(n: int) -> dict:
@@ -106,17 +106,20 @@ def test_a_long_backlog_keeps_a_few_batches_out_at_most_and_sends_each_event_onc
             sent.extend(e["attributes"]["unique_id"] for e in group["attributes"]["events"]["data"])
         return httpx.Response(202)
 
-    async def run() -> list[int]:
+    async def run(deliver_seconds: float) -> int:
         conn = _worker(store, "https://klaviyo.test").connections["demo"]
         worker = Worker(store=store, retailers={}, connections={"demo": conn},
-                        settings=WorkerSettings(batch=4, bulk_threshold=2), transport=httpx.MockTransport(klaviyo))
+                        settings=WorkerSettings(batch=4, bulk_threshold=2, deliver_seconds=deliver_seconds),
+                        transport=httpx.MockTransport(klaviyo))
         try:
-            return [await worker.deliver(), await worker.deliver()]
+            return await worker.deliver()
         finally:
             await worker.close()
 
-    # A call sends BATCHES_PER_CALL batches; the rest wait for the next call, so new work is never starved.
-    assert asyncio.run(run()) == [BATCHES_PER_CALL * 4, 40 - BATCHES_PER_CALL * 4]
+    # Past its time, a call claims no more: the rest waits for the next call, so new work is never held up.
+    first = asyncio.run(run(deliver_seconds=0.01))
+    assert 4 <= first < 40
+    assert asyncio.run(run(deliver_seconds=60)) == 40 - first
     assert most == BATCHES_OUT
     assert sorted(sent) == sorted(f"order:{n}" for n in range(40))
     assert store.counts()["events"]["delivered"] == 40
