@@ -17,6 +17,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class EventJson:
+    """One Create Event body as the two JSON texts above, and its unique_id (None when it has none)."""
+
     unique_id: Any
     attributes: str
     profile: str

@@ -132,7 +132,6 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
-MIN_SQLITE = (3, 35)
 
 _JOB_COLUMNS = "id, webhook_id, retailer, event_type, entity_id, attempts, status"
 _EVENT_ROW_COLUMNS = "id, retailer, metric, unique_id, attributes, profile, attempts, created_at"
@@ -187,9 +186,7 @@ class SqliteStore(ConsentTables):
         ``busy_timeout`` is how long to wait for another process's write lock before failing.
         """
         path = Path(path)
-        if sqlite3.sqlite_version_info < MIN_SQLITE:
-            raise StoreError(f"{path}: the store needs SQLite {'.'.join(map(str, MIN_SQLITE))} or newer (RETURNING,"
-                             f" DROP COLUMN); this Python has {sqlite3.sqlite_version}")
+        _check_sqlite(path)
         try:
             if read_only:
                 db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
@@ -431,6 +428,21 @@ class SqliteStore(ConsentTables):
         except StoreError:
             return False
         return True
+
+
+def _check_sqlite(path: Path) -> None:
+    """What the store is built on: RETURNING and DROP COLUMN (SQLite 3.35) and the JSON functions."""
+    missing = ["version 3.35 or newer"] if sqlite3.sqlite_version_info < (3, 35) else []
+    probe = sqlite3.connect(":memory:")
+    try:
+        probe.execute("SELECT value FROM json_each('[1]')")
+    except sqlite3.OperationalError:
+        missing.append("the JSON functions")
+    finally:
+        probe.close()
+    if missing:
+        raise StoreError(f"{path}: the store needs SQLite with {' and '.join(missing)};"
+                         f" this Python's SQLite is {sqlite3.sqlite_version}")
 
 
 def _migrate(db: sqlite3.Connection, path: Path) -> None:

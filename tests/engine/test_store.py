@@ -470,6 +470,6 @@ def test_an_accepted_webhook_gets_one_job_per_distinct_entity_in_order(store: Sq
 def test_an_sqlite_too_old_for_the_store_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 34, 1))
     monkeypatch.setattr(sqlite3, "sqlite_version", "3.34.1")
-    with pytest.raises(StoreError, match=r"needs SQLite 3\.35 or newer .* this Python has 3\.34\.1"):
+    with pytest.raises(StoreError, match=r"needs SQLite with version 3\.35 or newer; this Python's SQLite is 3\.34\.1"):
         SqliteStore.open(tmp_path / "engine.db")
     assert not (tmp_path / "engine.db").exists()
