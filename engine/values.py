@@ -199,7 +199,7 @@ def _apply_rules(result: Any, rules: tuple[Callable[[Any], Any], ...]) -> Any:
 
 def _listify(result: Any, flatten: bool, compact: bool, dedupe: bool) -> list[Any]:
     items = result if result.__class__ is list else [result]
-    if flatten and any(item.__class__ is list for item in items):
+    if flatten and list in map(type, items):
         flat: list[Any] = []
         for item in items:
             if item.__class__ is list:
