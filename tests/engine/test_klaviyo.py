@@ -202,7 +202,7 @@ def test_plan_bulk_jobs_splits_a_backlog_into_valid_jobs_in_order() -> None:
     backlog = [event(f"o-{n}", email=f"c{n % 7}@example.com") for n in range(2_500)]
     jobs = plan_bulk_jobs(backlog)
     assert [len(job) for job in jobs] == [1_000, 1_000, 500]
-    assert [body for job in jobs for body in job] == backlog
+    assert [e for job in jobs for e in job] == backlog
 
 
 def test_plan_bulk_jobs_never_repeats_a_unique_id_in_a_job() -> None:
@@ -216,7 +216,7 @@ def test_plan_bulk_jobs_respects_the_size_limit() -> None:
     backlog = [event(f"o-{n}", note=big) for n in range(130)]
     jobs = plan_bulk_jobs(backlog)
     assert len(jobs) == 3
-    assert [body for job in jobs for body in job] == backlog
+    assert [e for job in jobs for e in job] == backlog
     for job in jobs:
         assert len(bulk_job(job)) <= MAX_BULK_BYTES
 
