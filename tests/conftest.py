@@ -16,6 +16,12 @@ SHARED = ROOT.parent / "shared"
 
 
 @pytest.fixture
+def anyio_backend() -> str:
+    """The async tests (``pytest.mark.anyio``) run on asyncio, as the service does."""
+    return "asyncio"
+
+
+@pytest.fixture
 def shared() -> Path:
     """The read-only shared folder beside the project's clone; tests that need it skip without it."""
     if not (SHARED / "storis").is_dir():

@@ -30,10 +30,6 @@ FOREIGN = [
 ]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 @pytest.mark.parametrize(("exc", "retryable"), FOREIGN, ids=[type(e).__name__ for e, _ in FOREIGN])
 async def test_every_caught_httpx_exception_is_translated(exc: Exception, retryable: bool) -> None:

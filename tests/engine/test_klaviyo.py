@@ -22,10 +22,6 @@ API_KEY = "pk_test_0123456789abcdef"
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 class FakeClock:
     def __init__(self) -> None:

@@ -11,10 +11,6 @@ from engine.ratelimit import LIMITS, TRANSIT_MARGIN, AccountLimiter, Limit, Limi
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 class FakeClock:
     """A clock that only moves when someone sleeps on it, so tests never really wait."""

@@ -20,10 +20,6 @@ BASE = "https://storis.test/storisapi"
 ORDERS = {"success": True, "message": None, "data": {"orders": [{"id": "S-100"}]}}
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 class Clock:
     def __init__(self) -> None:
