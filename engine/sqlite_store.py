@@ -266,9 +266,11 @@ class SqliteStore(ConsentTables):
                  json.dumps(list(dict.fromkeys(w.entity_ids))), w.status, now) for w in webhooks]
         # Under load this is the busiest write, and each statement lets go of the GIL and has to win it back
         # from the event loop: so a batch is one INSERT (its jobs come by trigger) that commits by itself.
+        per_statement = self._webhooks_per_statement
         receipts = []
-        with self._transaction("record webhooks", single_write=len(rows) <= self._webhooks_per_statement) as db:
-            inserted = {tuple(row[1:]): row[0] for row in _insert_rows(db, _INSERT_WEBHOOKS, rows)}
+        with self._transaction("record webhooks", single_write=len(rows) <= per_statement) as db:
+            returned = _insert_rows(db, _INSERT_WEBHOOKS, rows, per_statement)
+            inserted = {tuple(row[1:]): row[0] for row in returned}
             for row in rows:
                 key = row[:4]
                 webhook_id = inserted.pop(key, None)
@@ -473,11 +475,11 @@ def _rows_per_statement(db: sqlite3.Connection, statement: tuple[str, str, str])
     return max(1, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // statement[1].count("?"))
 
 
-def _insert_rows(db: sqlite3.Connection, statement: tuple[str, str, str], rows: list[tuple]) -> list[tuple]:
-    """Run ``head VALUES (row), (row)... tail`` over ``rows``, in as few statements as SQLite's parameter
-    limit allows; the rows its RETURNING clause gave back (in no particular order)."""
+def _insert_rows(db: sqlite3.Connection, statement: tuple[str, str, str], rows: list[tuple],
+                 per_statement: int) -> list[tuple]:
+    """Run ``head VALUES (row), (row)... tail`` over ``rows``, ``per_statement`` rows a statement (see
+    ``_rows_per_statement``); the rows its RETURNING clause gave back (in no particular order)."""
     head, values, tail = statement
-    per_statement = _rows_per_statement(db, statement)
     out: list[tuple] = []
     for start in range(0, len(rows), per_statement):
         chunk = rows[start:start + per_statement]
