@@ -262,12 +262,10 @@ async def _bulk_create(state: _State, request: Request) -> Response:
     now = datetime.now(timezone.utc)
     # Checking a job of a few MB takes this one process a while. Off the event loop, requests arriving
     # meanwhile are still counted against the rate limits as they arrive, as Klaviyo counts them.
-    entries = await run_in_threadpool(_checked_bulk_job, raw, state.validate, now)
-    total = 0
+    entries, total = await run_in_threadpool(_checked_bulk_job, raw, state.validate, now)
     for entry in entries:
         for event in entry["attributes"]["events"]["data"]:
             state.accept(_as_create_event(entry, event), now)
-            total += 1
     state.jobs += 1
     job_id = f"01FAKEJOB{state.jobs:017d}"
     return _JSONAPIResponse({"data": {
@@ -278,8 +276,9 @@ async def _bulk_create(state: _State, request: Request) -> Response:
     }}, status_code=202)
 
 
-def _checked_bulk_job(raw: bytes, validate: bool, now: datetime) -> list[dict[str, Any]]:
-    """The job's entries, once it passes everything Klaviyo checks; raises _Rejected or BadRequest."""
+def _checked_bulk_job(raw: bytes, validate: bool, now: datetime) -> tuple[list[dict[str, Any]], int]:
+    """The job's entries and its number of events, once it passes everything Klaviyo checks; raises
+    _Rejected or BadRequest."""
     body = parse_json(raw)
     if validate:
         _validate("bulk_create_events", body)
@@ -306,7 +305,7 @@ def _checked_bulk_job(raw: bytes, validate: bool, now: datetime) -> list[dict[st
                                  "for the same profile and metric"))
             first_seen.setdefault(key, at)
     _reject_if(problems)
-    return entries
+    return entries, total
 
 
 async def _bulk_subscribe(state: _State, request: Request) -> Response:

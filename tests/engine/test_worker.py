@@ -38,11 +38,16 @@ def _store(tmp_path: Path, bodies: list[dict], *, dry_run: bool = False) -> Sqli
     return store
 
 
+def _connections(base_url: str) -> dict[str, Connections]:
+    return {"demo": Connections(
+        retailer="demo", webhook_mode="shared_secret", webhook_header="X-Webhook-Secret", webhook_secret=None,
+        storis_base_url=None, storis_client_id=None, storis_client_secret=None, klaviyo_base_url=base_url,
+        klaviyo_api_key="pk_worker_test", klaviyo_revision="2026-07-15")}
+
+
 def _worker(store: SqliteStore, base_url: str) -> Worker:
-    conn = Connections(retailer="demo", webhook_mode="shared_secret", webhook_header="X-Webhook-Secret",
-                       webhook_secret=None, storis_base_url=None, storis_client_id=None, storis_client_secret=None,
-                       klaviyo_base_url=base_url, klaviyo_api_key="pk_worker_test", klaviyo_revision="2026-07-15")
-    return Worker(store=store, retailers={}, connections={"demo": conn}, settings=WorkerSettings(bulk_threshold=10))
+    return Worker(store=store, retailers={}, connections=_connections(base_url),
+                  settings=WorkerSettings(bulk_threshold=10))
 
 
 def _deliver(store: SqliteStore, base_url: str) -> int:
@@ -107,8 +112,7 @@ def test_a_long_backlog_keeps_a_few_batches_out_at_most_and_sends_each_event_onc
         return httpx.Response(202)
 
     async def run(deliver_seconds: float) -> int:
-        conn = _worker(store, "https://klaviyo.test").connections["demo"]
-        worker = Worker(store=store, retailers={}, connections={"demo": conn},
+        worker = Worker(store=store, retailers={}, connections=_connections("https://klaviyo.test"),
                         settings=WorkerSettings(batch=4, bulk_threshold=2, deliver_seconds=deliver_seconds),
                         transport=httpx.MockTransport(klaviyo))
         try:
